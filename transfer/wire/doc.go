@@ -1,0 +1,38 @@
+// Package wire is the codec of /shoal/xfer/1.0.0, the chunk transfer
+// protocol. It knows nothing of hosts, files or schedulers: it reads and
+// writes messages on any io.Reader/io.Writer, so it is tested over net.Pipe
+// and fuzzed on raw bytes.
+//
+// # Framing
+//
+// Every message is a frame:
+//
+//	uvarint(n) | type (1 byte) | fields (n-1 bytes)
+//
+// Fields are uvarints, length-prefixed byte strings (uvarint length, then
+// bytes) and CIDs (as length-prefixed byte strings of their binary form), in
+// the fixed order of each type. A frame's n is capped at MaxHeader: a larger
+// one is a protocol error and the stream is dropped, so a peer can never
+// make the reader allocate more than MaxHeader bytes for a control message.
+//
+// Block and Chunk messages carry a payload: its length is the last field of
+// the header, and exactly that many raw bytes follow the frame. Payloads are
+// never re-encoded or copied by the codec: the reader hands the length to
+// the caller, who reads the bytes straight into its own (pooled) buffer with
+// ReadPayload; the writer writes the caller's slice as is. Payloads are
+// capped at MaxPayload.
+//
+// # Conversation
+//
+// The fetching side (client) opens one stream per (peer, root) and sends
+// Open{Root} first. The serving side answers with its holdings: HaveAll, or
+// one or more Have messages (a bitfield in slices of at most MaxBitsBytes
+// bytes, Start a multiple of 8), or an Error (NotFound, Denied, ...) and
+// closes. It then sends HaveUpdate for each chunk it acquires later.
+//
+// The client pipelines GetBlock{ID, CID} (manifest blocks) and
+// Request{Index} (chunks), many in flight, and may Cancel{Index} a request
+// it no longer needs. The server answers each with Block{ID}/Chunk{Index}
+// and its payload, or Error{Code, Ref} where Ref is the ID or Index. A
+// cancelled request that was already being sent may still arrive.
+package wire

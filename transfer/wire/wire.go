@@ -1,0 +1,462 @@
+package wire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"unicode/utf8"
+
+	"github.com/ipfs/go-cid"
+)
+
+// ProtocolID is the libp2p protocol of the transfer stream.
+const ProtocolID = "/shoal/xfer/1.0.0"
+
+// Limits on what a peer may send. They are part of the protocol: a frame
+// over a limit is a protocol error.
+const (
+	// MaxHeader is the largest frame (type and fields, payload excluded).
+	MaxHeader = 64 << 10
+	// MaxBitsBytes is the largest bitfield slice in one Have message.
+	MaxBitsBytes = 60 << 10
+	// MaxPayload is the largest payload of a Block or Chunk (the largest
+	// chunk size).
+	MaxPayload = 16 << 20
+	// MaxText is the longest error text.
+	MaxText = 1024
+	// maxCID bounds an encoded CID (a CIDv1 with a 64-byte digest is ~70).
+	maxCID = 128
+)
+
+// Type is a message type.
+type Type uint8
+
+// Message types. Open, GetBlock, Request and Cancel go from the fetching
+// side to the serving side; the others go back.
+const (
+	TOpen       Type = 1  // Root
+	TGetBlock   Type = 2  // ID, CID
+	TRequest    Type = 3  // Index
+	TCancel     Type = 4  // Index
+	THave       Type = 5  // Start, Bits
+	THaveAll    Type = 6  // (no fields)
+	THaveUpdate Type = 7  // Index
+	TBlock      Type = 8  // ID, Length; payload follows
+	TChunk      Type = 9  // Index, Length; payload follows
+	TError      Type = 10 // Code, Ref, Text
+)
+
+var typeNames = [...]string{
+	TOpen: "open", TGetBlock: "get-block", TRequest: "request", TCancel: "cancel",
+	THave: "have", THaveAll: "have-all", THaveUpdate: "have-update",
+	TBlock: "block", TChunk: "chunk", TError: "error",
+}
+
+func (t Type) String() string {
+	if int(t) < len(typeNames) && typeNames[t] != "" {
+		return typeNames[t]
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// Code is the reason carried by an Error message.
+type Code uint8
+
+// Error codes.
+const (
+	CodeNotFound    Code = 1 // the root, block or chunk is not held here
+	CodeDenied      Code = 2 // not open to the requesting peer
+	CodeBadRequest  Code = 3 // the request makes no sense (index out of range, no Open first)
+	CodeStale       Code = 4 // the shared file changed since it was indexed
+	CodeBusy        Code = 5 // too many requests in flight
+	CodeInternal    Code = 6 // the server failed (disk error)
+	CodeUnavailable Code = 7 // the chunk is not held (yet) by this peer
+)
+
+var codeNames = [...]string{
+	CodeNotFound: "not found", CodeDenied: "denied", CodeBadRequest: "bad request",
+	CodeStale: "stale", CodeBusy: "busy", CodeInternal: "internal error",
+	CodeUnavailable: "unavailable",
+}
+
+func (c Code) String() string {
+	if int(c) < len(codeNames) && codeNames[c] != "" {
+		return codeNames[c]
+	}
+	return fmt.Sprintf("code(%d)", uint8(c))
+}
+
+// Msg is any message. Only the fields of its Type are meaningful; the
+// others are zero.
+type Msg struct {
+	Type   Type
+	Root   cid.Cid // Open
+	CID    cid.Cid // GetBlock
+	ID     uint64  // GetBlock, Block
+	Index  uint64  // Request, Cancel, HaveUpdate, Chunk
+	Start  uint64  // Have: index of the first chunk Bits describes (multiple of 8)
+	Bits   []byte  // Have: bit i (MSB first in each byte) is chunk Start+i
+	Length uint32  // Block, Chunk: payload bytes following the frame
+	Code   Code    // Error
+	Ref    uint64  // Error: the ID or Index the error answers
+	Text   string  // Error
+}
+
+// ErrProtocol is wrapped by every decoding error: the peer broke the
+// protocol and the stream should be reset.
+var ErrProtocol = errors.New("wire: protocol violation")
+
+func protoErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, args...))
+}
+
+// Append appends m's frame (not its payload) to dst.
+func Append(dst []byte, m *Msg) ([]byte, error) {
+	// The frame length is a uvarint of at most 3 bytes (MaxHeader < 1<<21):
+	// reserve them, encode the body after, then close the gap.
+	start := len(dst)
+	b := append(dst, 0, 0, 0, byte(m.Type))
+	switch m.Type {
+	case TOpen:
+		if !m.Root.Defined() {
+			return dst, errors.New("wire: open without a root")
+		}
+		b = appendBytes(b, m.Root.Bytes())
+	case TGetBlock:
+		if !m.CID.Defined() {
+			return dst, errors.New("wire: get-block without a CID")
+		}
+		b = binary.AppendUvarint(b, m.ID)
+		b = appendBytes(b, m.CID.Bytes())
+	case TRequest, TCancel, THaveUpdate:
+		b = binary.AppendUvarint(b, m.Index)
+	case THave:
+		if m.Start%8 != 0 {
+			return dst, fmt.Errorf("wire: have start %d is not a multiple of 8", m.Start)
+		}
+		if len(m.Bits) > MaxBitsBytes {
+			return dst, fmt.Errorf("wire: have of %d bytes exceeds %d", len(m.Bits), MaxBitsBytes)
+		}
+		b = binary.AppendUvarint(b, m.Start)
+		b = appendBytes(b, m.Bits)
+	case THaveAll:
+	case TBlock:
+		b = binary.AppendUvarint(b, m.ID)
+		b = binary.AppendUvarint(b, uint64(m.Length))
+	case TChunk:
+		b = binary.AppendUvarint(b, m.Index)
+		b = binary.AppendUvarint(b, uint64(m.Length))
+	case TError:
+		text := m.Text
+		if len(text) > MaxText {
+			text = text[:MaxText]
+		}
+		b = append(b, byte(m.Code))
+		b = binary.AppendUvarint(b, m.Ref)
+		b = appendBytes(b, []byte(text))
+	default:
+		return dst, fmt.Errorf("wire: cannot encode %v", m.Type)
+	}
+	if (m.Type == TBlock || m.Type == TChunk) && m.Length > MaxPayload {
+		return dst, fmt.Errorf("wire: payload of %d bytes exceeds %d", m.Length, MaxPayload)
+	}
+	n := len(b) - start - 3
+	if n > MaxHeader {
+		return dst, fmt.Errorf("wire: %v frame of %d bytes exceeds %d", m.Type, n, MaxHeader)
+	}
+	var lenBuf [binary.MaxVarintLen32]byte
+	k := binary.PutUvarint(lenBuf[:], uint64(n))
+	copy(b[start:], lenBuf[:k])
+	copy(b[start+k:], b[start+3:])
+	return b[:start+k+n], nil
+}
+
+func appendBytes(b, s []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// Decode decodes one frame body (type and fields, without the length
+// prefix). Bits aliases body.
+func Decode(body []byte) (Msg, error) {
+	var m Msg
+	if len(body) == 0 {
+		return m, protoErr("empty frame")
+	}
+	if len(body) > MaxHeader {
+		return m, protoErr("frame of %d bytes exceeds %d", len(body), MaxHeader)
+	}
+	d := decoder{b: body[1:]}
+	m.Type = Type(body[0])
+	switch m.Type {
+	case TOpen:
+		m.Root = d.cid()
+	case TGetBlock:
+		m.ID = d.uvarint()
+		m.CID = d.cid()
+	case TRequest, TCancel, THaveUpdate:
+		m.Index = d.uvarint()
+	case THave:
+		m.Start = d.uvarint()
+		m.Bits = d.bytes(MaxBitsBytes)
+		if d.err == nil && m.Start%8 != 0 {
+			d.fail("have start %d is not a multiple of 8", m.Start)
+		}
+	case THaveAll:
+	case TBlock:
+		m.ID = d.uvarint()
+		m.Length = d.length()
+	case TChunk:
+		m.Index = d.uvarint()
+		m.Length = d.length()
+	case TError:
+		m.Code = Code(d.byte())
+		m.Ref = d.uvarint()
+		text := d.bytes(MaxText)
+		if d.err == nil && !utf8.Valid(text) {
+			d.fail("error text is not UTF-8")
+		}
+		m.Text = string(text)
+	default:
+		return Msg{}, protoErr("unknown message type %d", body[0])
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("%d trailing bytes in %v", len(d.b), m.Type)
+	}
+	if d.err != nil {
+		return Msg{}, d.err
+	}
+	return m, nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = protoErr(format, args...)
+	}
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.fail("truncated message")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes(max int) []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(max) {
+		d.fail("field of %d bytes exceeds %d", n, max)
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("truncated message")
+		return nil
+	}
+	s := d.b[:n:n]
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) cid() cid.Cid {
+	raw := d.bytes(maxCID)
+	if d.err != nil {
+		return cid.Undef
+	}
+	n, c, err := cid.CidFromBytes(raw)
+	if err != nil {
+		d.fail("bad CID: %v", err)
+		return cid.Undef
+	}
+	if n != len(raw) {
+		d.fail("trailing bytes after CID")
+		return cid.Undef
+	}
+	return c
+}
+
+func (d *decoder) length() uint32 {
+	n := d.uvarint()
+	if d.err == nil && n > MaxPayload {
+		d.fail("payload of %d bytes exceeds %d", n, MaxPayload)
+	}
+	return uint32(n)
+}
+
+// Reader reads frames from a stream. It is not safe for concurrent use.
+type Reader struct {
+	r   *bufio.Reader
+	buf []byte
+	// pending payload bytes the caller has not read yet
+	pending uint32
+}
+
+// NewReader returns a Reader on r with a read buffer of size bytes (at
+// least 4 KiB).
+func NewReader(r io.Reader, size int) *Reader {
+	if size < 4096 {
+		size = 4096
+	}
+	return &Reader{r: bufio.NewReaderSize(r, size)}
+}
+
+// Next reads the next message. For Block and Chunk, the caller must then
+// consume exactly m.Length payload bytes with ReadPayload or Discard before
+// calling Next again. Bits and other slices are valid until the next call.
+// io.EOF means the stream ended cleanly between frames.
+func (r *Reader) Next() (Msg, error) {
+	if r.pending != 0 {
+		return Msg{}, fmt.Errorf("wire: %d payload bytes not consumed", r.pending)
+	}
+	n, err := r.frameLen()
+	if err != nil {
+		return Msg{}, err
+	}
+	if n == 0 || n > MaxHeader {
+		return Msg{}, protoErr("frame of %d bytes (limit %d)", n, MaxHeader)
+	}
+	if cap(r.buf) < int(n) {
+		r.buf = make([]byte, n, max(int(n), 512))
+	}
+	r.buf = r.buf[:n]
+	if _, err := io.ReadFull(r.r, r.buf); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return Msg{}, protoErr("truncated frame")
+		}
+		return Msg{}, err
+	}
+	m, err := Decode(r.buf)
+	if err != nil {
+		return Msg{}, err
+	}
+	if m.Type == TBlock || m.Type == TChunk {
+		r.pending = m.Length
+	}
+	return m, nil
+}
+
+// frameLen reads the uvarint frame length. It reads at most 4 bytes: any
+// longer encoding is over MaxHeader anyway.
+func (r *Reader) frameLen() (uint64, error) {
+	var n uint64
+	for i := 0; i < 4; i++ {
+		c, err := r.r.ReadByte()
+		if err != nil {
+			if err == io.EOF && i > 0 {
+				return 0, protoErr("truncated frame length")
+			}
+			return 0, err
+		}
+		n |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			return n, nil
+		}
+	}
+	return 0, protoErr("frame length over %d", MaxHeader)
+}
+
+// ReadPayload reads the pending payload into dst, which must be exactly
+// the payload's length.
+func (r *Reader) ReadPayload(dst []byte) error {
+	if uint32(len(dst)) != r.pending || len(dst) == 0 && r.pending != 0 {
+		return fmt.Errorf("wire: payload is %d bytes, buffer %d", r.pending, len(dst))
+	}
+	r.pending = 0
+	if _, err := io.ReadFull(r.r, dst); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return protoErr("truncated payload")
+		}
+		return err
+	}
+	return nil
+}
+
+// Discard skips the pending payload.
+func (r *Reader) Discard() error {
+	n := r.pending
+	r.pending = 0
+	if _, err := r.r.Discard(int(n)); err != nil {
+		if errors.Is(err, io.EOF) {
+			return protoErr("truncated payload")
+		}
+		return err
+	}
+	return nil
+}
+
+// Writer writes frames to a stream through a buffer. It is not safe for
+// concurrent use; Flush sends what is buffered.
+type Writer struct {
+	w   *bufio.Writer
+	buf []byte
+}
+
+// NewWriter returns a Writer on w with a buffer of size bytes (at least
+// 4 KiB).
+func NewWriter(w io.Writer, size int) *Writer {
+	if size < 4096 {
+		size = 4096
+	}
+	return &Writer{w: bufio.NewWriterSize(w, size), buf: make([]byte, 0, 256)}
+}
+
+// Write buffers m. For Block and Chunk, payload is written after the frame
+// and m.Length is set from it.
+func (w *Writer) Write(m *Msg, payload []byte) error {
+	if m.Type == TBlock || m.Type == TChunk {
+		if len(payload) > MaxPayload {
+			return fmt.Errorf("wire: payload of %d bytes exceeds %d", len(payload), MaxPayload)
+		}
+		m.Length = uint32(len(payload))
+	} else if len(payload) != 0 {
+		return fmt.Errorf("wire: %v carries no payload", m.Type)
+	}
+	var err error
+	w.buf, err = Append(w.buf[:0], m)
+	if err != nil {
+		return err
+	}
+	if _, err := w.w.Write(w.buf); err != nil {
+		return err
+	}
+	if len(payload) > 0 {
+		if _, err := w.w.Write(payload); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Flush writes any buffered data to the stream.
+func (w *Writer) Flush() error { return w.w.Flush() }
+
+// Buffered reports how many bytes wait in the buffer.
+func (w *Writer) Buffered() int { return w.w.Buffered() }

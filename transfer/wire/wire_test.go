@@ -1,0 +1,195 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
+)
+
+func testCID(t testing.TB, s string) cid.Cid {
+	t.Helper()
+	h, err := mh.Sum([]byte(s), mh.SHA2_256, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cid.NewCidV1(cid.Raw, h)
+}
+
+func sampleMsgs(t testing.TB) []Msg {
+	return []Msg{
+		{Type: TOpen, Root: testCID(t, "root")},
+		{Type: TGetBlock, ID: 7, CID: testCID(t, "block")},
+		{Type: TRequest, Index: 1 << 40},
+		{Type: TCancel, Index: 3},
+		{Type: THave, Start: 64, Bits: []byte{0xff, 0x01, 0x80}},
+		{Type: THave, Start: 0, Bits: bytes.Repeat([]byte{0xaa}, MaxBitsBytes)},
+		{Type: THaveAll},
+		{Type: THaveUpdate, Index: 99},
+		{Type: TBlock, ID: 7, Length: 5},
+		{Type: TChunk, Index: 12, Length: 3},
+		{Type: TError, Code: CodeDenied, Ref: 12, Text: "share is limited to readers"},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, m := range sampleMsgs(t) {
+		t.Run(m.Type.String(), func(t *testing.T) {
+			frame, err := Append(nil, &m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := NewReader(bytes.NewReader(frame), 0)
+			got, err := r.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, m) && !(len(m.Bits) == 0 && got.Type == m.Type) {
+				t.Fatalf("got %+v, want %+v", got, m)
+			}
+		})
+	}
+}
+
+func TestPayloadOverPipe(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	payload := bytes.Repeat([]byte("chunk"), 100000)
+	go func() {
+		w := NewWriter(a, 64<<10)
+		_ = w.Write(&Msg{Type: THaveAll}, nil)
+		_ = w.Write(&Msg{Type: TChunk, Index: 4}, payload)
+		_ = w.Write(&Msg{Type: TBlock, ID: 1}, []byte("blk"))
+		_ = w.Write(&Msg{Type: TError, Code: CodeNotFound, Ref: 5}, nil)
+		_ = w.Flush()
+		a.Close()
+	}()
+	r := NewReader(b, 64<<10)
+	if m, err := r.Next(); err != nil || m.Type != THaveAll {
+		t.Fatalf("first: %+v %v", m, err)
+	}
+	m, err := r.Next()
+	if err != nil || m.Type != TChunk || m.Index != 4 || int(m.Length) != len(payload) {
+		t.Fatalf("chunk: %+v %v", m, err)
+	}
+	if _, err := r.Next(); err == nil {
+		t.Fatal("Next with an unread payload succeeded")
+	}
+	got := make([]byte, m.Length)
+	if err := r.ReadPayload(got); err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("payload mismatch: %v", err)
+	}
+	m, err = r.Next()
+	if err != nil || m.Type != TBlock || m.Length != 3 {
+		t.Fatalf("block: %+v %v", m, err)
+	}
+	if err := r.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	m, err = r.Next()
+	if err != nil || m.Type != TError || m.Code != CodeNotFound || m.Ref != 5 {
+		t.Fatalf("error: %+v %v", m, err)
+	}
+	if _, err := r.Next(); err != io.EOF {
+		t.Fatalf("end: %v, want EOF", err)
+	}
+}
+
+func TestEncodeRejects(t *testing.T) {
+	for name, m := range map[string]Msg{
+		"open without root":  {Type: TOpen},
+		"get without cid":    {Type: TGetBlock},
+		"have misaligned":    {Type: THave, Start: 3},
+		"have too long":      {Type: THave, Bits: make([]byte, MaxBitsBytes+1)},
+		"payload too long":   {Type: TChunk, Length: MaxPayload + 1},
+		"unknown type":       {Type: 200},
+	} {
+		if _, err := Append(nil, &m); err == nil {
+			t.Errorf("%s: encoded", name)
+		}
+	}
+	// An over-long error text is cut, not refused.
+	long := Msg{Type: TError, Text: strings.Repeat("x", 5000)}
+	frame, err := Append(nil, &long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := NewReader(bytes.NewReader(frame), 0).Next()
+	if err != nil || len(got.Text) != MaxText {
+		t.Fatalf("long text: %d %v", len(got.Text), err)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	valid, _ := Append(nil, &Msg{Type: TRequest, Index: 300})
+	cases := map[string][]byte{
+		"empty frame":       {0},
+		"oversized frame":   {0xff, 0xff, 0x7f},
+		"huge varint":       {0xff, 0xff, 0xff, 0xff, 0xff},
+		"truncated length":  {0x80},
+		"truncated body":    {5, byte(TRequest)},
+		"unknown type":      {1, 99},
+		"trailing bytes":    append(append([]byte{byte(len(valid))}, valid[1:]...), 0)[0:len(valid)],
+		"bad varint field":  {3, byte(TRequest), 0x80, 0x80},
+		"bad cid":           {4, byte(TOpen), 2, 0xff, 0xff},
+		"long cid":          append([]byte{0x83, 0x01, byte(TOpen), 0x80, 0x01}, make([]byte, 128)...),
+		"payload too large": {6, byte(TChunk), 1, 0x81, 0x80, 0x80, 0x08},
+		"bits misaligned":   {4, byte(THave), 3, 1, 0xff},
+		"text not utf8":     {6, byte(TError), 1, 0, 2, 0xff, 0xfe},
+	}
+	// Fix up "trailing bytes": the frame length claims one more byte.
+	tb := append([]byte{}, valid...)
+	tb[0]++
+	cases["trailing bytes"] = append(tb, 0)
+	for name, in := range cases {
+		_, err := NewReader(bytes.NewReader(in), 0).Next()
+		if err == nil {
+			t.Errorf("%s: decoded", name)
+			continue
+		}
+		if !errors.Is(err, ErrProtocol) {
+			t.Errorf("%s: error %v does not wrap ErrProtocol", name, err)
+		}
+	}
+}
+
+func TestTruncatedPayload(t *testing.T) {
+	frame, _ := Append(nil, &Msg{Type: TChunk, Index: 1, Length: 10})
+	r := NewReader(bytes.NewReader(append(frame, 1, 2, 3)), 0)
+	m, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ReadPayload(make([]byte, m.Length)); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("truncated payload: %v", err)
+	}
+}
+
+func BenchmarkChunkFrame(b *testing.B) {
+	payload := make([]byte, 1<<20)
+	w := NewWriter(io.Discard, 256<<10)
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := w.Write(&Msg{Type: TChunk, Index: 1234}, payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeRequest(b *testing.B) {
+	frame, _ := Append(nil, &Msg{Type: TRequest, Index: 123456})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(frame[1:]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
