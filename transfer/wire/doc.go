@@ -33,6 +33,7 @@
 // The client pipelines GetBlock{ID, CID} (manifest blocks) and
 // Request{Index} (chunks), many in flight, and may Cancel{Index} a request
 // it no longer needs. The server answers each with Block{ID}/Chunk{Index}
-// and its payload, or Error{Code, Ref} where Ref is the ID or Index. A
+// and its payload, or Error{Code, About, Ref} where Ref is the ID (About=block) or Index
+// (About=chunk). A
 // cancelled request that was already being sent may still arrive.
 package wire

@@ -45,7 +45,7 @@ const (
 	THaveUpdate Type = 7  // Index
 	TBlock      Type = 8  // ID, Length; payload follows
 	TChunk      Type = 9  // Index, Length; payload follows
-	TError      Type = 10 // Code, Ref, Text
+	TError      Type = 10 // Code, About, Ref, Text
 )
 
 var typeNames = [...]string{
@@ -88,6 +88,16 @@ func (c Code) String() string {
 	return fmt.Sprintf("code(%d)", uint8(c))
 }
 
+// About says what an Error answers.
+type About uint8
+
+// What an Error answers.
+const (
+	AboutStream About = 0 // the Open, or the stream as a whole
+	AboutBlock  About = 1 // the GetBlock whose ID is Ref
+	AboutChunk  About = 2 // the Request whose Index is Ref
+)
+
 // Msg is any message. Only the fields of its Type are meaningful; the
 // others are zero.
 type Msg struct {
@@ -100,6 +110,7 @@ type Msg struct {
 	Bits   []byte  // Have: bit i (MSB first in each byte) is chunk Start+i
 	Length uint32  // Block, Chunk: payload bytes following the frame
 	Code   Code    // Error
+	About  About   // Error: what Ref refers to
 	Ref    uint64  // Error: the ID or Index the error answers
 	Text   string  // Error
 }
@@ -153,7 +164,10 @@ func Append(dst []byte, m *Msg) ([]byte, error) {
 		if len(text) > MaxText {
 			text = text[:MaxText]
 		}
-		b = append(b, byte(m.Code))
+		if m.About > AboutChunk {
+			return dst, fmt.Errorf("wire: error about %d", m.About)
+		}
+		b = append(b, byte(m.Code), byte(m.About))
 		b = binary.AppendUvarint(b, m.Ref)
 		b = appendBytes(b, []byte(text))
 	default:
@@ -213,6 +227,10 @@ func Decode(body []byte) (Msg, error) {
 		m.Length = d.length()
 	case TError:
 		m.Code = Code(d.byte())
+		m.About = About(d.byte())
+		if d.err == nil && m.About > AboutChunk {
+			d.fail("error about %d", m.About)
+		}
 		m.Ref = d.uvarint()
 		text := d.bytes(MaxText)
 		if d.err == nil && !utf8.Valid(text) {

@@ -34,7 +34,7 @@ func sampleMsgs(t testing.TB) []Msg {
 		{Type: THaveUpdate, Index: 99},
 		{Type: TBlock, ID: 7, Length: 5},
 		{Type: TChunk, Index: 12, Length: 3},
-		{Type: TError, Code: CodeDenied, Ref: 12, Text: "share is limited to readers"},
+		{Type: TError, Code: CodeDenied, About: AboutChunk, Ref: 12, Text: "share is limited to readers"},
 	}
 }
 
@@ -104,12 +104,12 @@ func TestPayloadOverPipe(t *testing.T) {
 
 func TestEncodeRejects(t *testing.T) {
 	for name, m := range map[string]Msg{
-		"open without root":  {Type: TOpen},
-		"get without cid":    {Type: TGetBlock},
-		"have misaligned":    {Type: THave, Start: 3},
-		"have too long":      {Type: THave, Bits: make([]byte, MaxBitsBytes+1)},
-		"payload too long":   {Type: TChunk, Length: MaxPayload + 1},
-		"unknown type":       {Type: 200},
+		"open without root": {Type: TOpen},
+		"get without cid":   {Type: TGetBlock},
+		"have misaligned":   {Type: THave, Start: 3},
+		"have too long":     {Type: THave, Bits: make([]byte, MaxBitsBytes+1)},
+		"payload too long":  {Type: TChunk, Length: MaxPayload + 1},
+		"unknown type":      {Type: 200},
 	} {
 		if _, err := Append(nil, &m); err == nil {
 			t.Errorf("%s: encoded", name)
@@ -142,7 +142,8 @@ func TestDecodeRejects(t *testing.T) {
 		"long cid":          append([]byte{0x83, 0x01, byte(TOpen), 0x80, 0x01}, make([]byte, 128)...),
 		"payload too large": {6, byte(TChunk), 1, 0x81, 0x80, 0x80, 0x08},
 		"bits misaligned":   {4, byte(THave), 3, 1, 0xff},
-		"text not utf8":     {6, byte(TError), 1, 0, 2, 0xff, 0xfe},
+		"text not utf8":     {7, byte(TError), 1, 0, 0, 2, 0xff, 0xfe},
+		"bad about":         {5, byte(TError), 1, 9, 0, 0},
 	}
 	// Fix up "trailing bytes": the frame length claims one more byte.
 	tb := append([]byte{}, valid...)

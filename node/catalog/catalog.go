@@ -1,0 +1,389 @@
+package catalog
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	bolt "go.etcd.io/bbolt"
+)
+
+// SyncProtocol is the anti-entropy protocol.
+const SyncProtocol = "/shoal/sync/1.0.0"
+
+// syncCatalog is the request byte that asks for the catalog.
+const syncCatalog = 1
+
+// maxSyncEntries bounds what one sync accepts.
+const maxSyncEntries = 100_000
+
+var bucket = []byte("catalog")
+
+// Topic returns the catalog topic of a network.
+func Topic(network string) string { return "shoal/" + network + "/catalog" }
+
+// Config tunes the catalog.
+type Config struct {
+	// Network is the network name. Default "default".
+	Network string
+	// ReannounceInterval is how often a node announces its own shares
+	// again. Default 10m.
+	ReannounceInterval time.Duration
+	// Logger receives the catalog's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Catalog is a node's view of the shares in its network. Its methods are
+// safe for concurrent use.
+type Catalog struct {
+	h     host.Host
+	db    *bolt.DB
+	key   crypto.PrivKey
+	cfg   Config
+	log   *slog.Logger
+	ps    *pubsub.PubSub
+	topic *pubsub.Topic
+	sub   *pubsub.Subscription
+
+	cancel context.CancelFunc
+	ctx    context.Context
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	synced map[peer.ID]time.Time
+	closed bool
+	notify *network.NotifyBundle
+}
+
+// New joins the catalog topic on ps, serves sync requests, and pulls the
+// catalog of every peer that connects. Close stops it.
+func New(h host.Host, ps *pubsub.PubSub, db *bolt.DB, key crypto.PrivKey, cfg Config) (*Catalog, error) {
+	if cfg.Network == "" {
+		cfg.Network = "default"
+	}
+	if cfg.ReannounceInterval <= 0 {
+		cfg.ReannounceInterval = 10 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucket)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	c := &Catalog{h: h, db: db, key: key, cfg: cfg, log: cfg.Logger, ps: ps, synced: make(map[peer.ID]time.Time)}
+	name := Topic(cfg.Network)
+	if err := ps.RegisterTopicValidator(name, c.validate); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	t, err := ps.Join(name)
+	if err != nil {
+		ps.UnregisterTopicValidator(name)
+		return nil, fmt.Errorf("catalog: join %s: %w", name, err)
+	}
+	sub, err := t.Subscribe()
+	if err != nil {
+		t.Close()
+		ps.UnregisterTopicValidator(name)
+		return nil, fmt.Errorf("catalog: subscribe %s: %w", name, err)
+	}
+	c.topic, c.sub = t, sub
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	h.SetStreamHandler(SyncProtocol, c.serveSync)
+	c.notify = &network.NotifyBundle{ConnectedF: func(_ network.Network, conn network.Conn) {
+		c.pullSoon(conn.RemotePeer())
+	}}
+	h.Network().Notify(c.notify)
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		c.receive()
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.reannounceLoop()
+	}()
+	return c, nil
+}
+
+// Close leaves the topic and waits for the catalog's goroutines. It may be
+// called twice.
+func (c *Catalog) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.h.Network().StopNotify(c.notify)
+	c.h.RemoveStreamHandler(SyncProtocol)
+	c.cancel()
+	c.sub.Cancel()
+	c.wg.Wait()
+	err := c.topic.Close()
+	c.ps.UnregisterTopicValidator(Topic(c.cfg.Network))
+	return err
+}
+
+func (c *Catalog) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) bool {
+	e, err := Decode(msg.Data)
+	if err != nil {
+		c.log.Debug("catalog: rejected announcement", "from", from, "err", err)
+		return false
+	}
+	if e.Publisher != msg.GetFrom() {
+		c.log.Debug("catalog: rejected announcement relayed as another's", "author", msg.GetFrom(), "publisher", e.Publisher)
+		return false
+	}
+	return true
+}
+
+func (c *Catalog) receive() {
+	for {
+		msg, err := c.sub.Next(c.ctx)
+		if err != nil {
+			return
+		}
+		if msg.Local {
+			continue
+		}
+		if _, err := c.store(msg.Data); err != nil {
+			c.log.Debug("catalog: store", "err", err)
+		}
+	}
+}
+
+// store decodes, checks and keeps a signed announcement if it is newer
+// than what is kept for its root and publisher.
+func (c *Catalog) store(data []byte) (bool, error) {
+	e, err := Decode(data)
+	if err != nil {
+		return false, err
+	}
+	key := append(e.Root.Bytes(), []byte(e.Publisher)...)
+	var stored bool
+	err = c.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if old := b.Get(key); old != nil {
+			if prev, err := Decode(old); err == nil && !e.Time.After(prev.Time) {
+				return nil
+			}
+		}
+		stored = true
+		return b.Put(key, data)
+	})
+	return stored, err
+}
+
+// Announce signs e as this node's, keeps it and publishes it.
+func (c *Catalog) Announce(ctx context.Context, e Entry) error {
+	e.Publisher = c.h.ID()
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	data, err := Sign(e, c.key)
+	if err != nil {
+		return err
+	}
+	if _, err := c.store(data); err != nil {
+		return err
+	}
+	if err := c.topic.Publish(ctx, data); err != nil {
+		return fmt.Errorf("catalog: publish: %w", err)
+	}
+	return nil
+}
+
+// Withdraw announces that this node no longer holds root.
+func (c *Catalog) Withdraw(ctx context.Context, root cid.Cid) error {
+	return c.Announce(ctx, Entry{Root: root, Removed: true, Time: time.Now().UTC()})
+}
+
+// all returns every kept announcement, withdrawals included.
+func (c *Catalog) all() ([]Entry, [][]byte, error) {
+	var entries []Entry
+	var raw [][]byte
+	err := c.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(_, v []byte) error {
+			e, err := Decode(v)
+			if err != nil {
+				return nil // kept by an older version; ignore
+			}
+			entries = append(entries, e)
+			raw = append(raw, append([]byte(nil), v...))
+			return nil
+		})
+	})
+	return entries, raw, err
+}
+
+// List returns the shares known in the network, newest first, one entry
+// per (root, publisher).
+func (c *Catalog) List() ([]Entry, error) {
+	all, _, err := c.all()
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, e := range all {
+		if !e.Removed {
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return b.Time.Compare(a.Time) })
+	return out, nil
+}
+
+// Holders returns the peers that announced root and have not withdrawn it.
+func (c *Catalog) Holders(root cid.Cid) []peer.ID {
+	var out []peer.ID
+	prefix := root.Bytes()
+	_ = c.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bucket).Cursor()
+		for k, v := cur.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = cur.Next() {
+			if e, err := Decode(v); err == nil && !e.Removed && e.Root.Equals(root) {
+				out = append(out, e.Publisher)
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+func (c *Catalog) reannounceLoop() {
+	t := time.NewTicker(c.cfg.ReannounceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		all, _, err := c.all()
+		if err != nil {
+			continue
+		}
+		for _, e := range all {
+			if e.Publisher != c.h.ID() || e.Removed {
+				continue
+			}
+			e.Time = time.Now().UTC()
+			if err := c.Announce(c.ctx, e); err != nil && c.ctx.Err() == nil {
+				c.log.Debug("catalog: re-announce", "root", e.Root, "err", err)
+			}
+		}
+	}
+}
+
+// pullSoon syncs with p in the background unless it was synced recently.
+func (c *Catalog) pullSoon(p peer.ID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || time.Since(c.synced[p]) < time.Minute {
+		return
+	}
+	c.synced[p] = time.Now()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+		defer cancel()
+		if err := c.Sync(ctx, p); err != nil {
+			c.log.Debug("catalog: sync", "peer", p, "err", err)
+		}
+	}()
+}
+
+// Sync pulls p's catalog and keeps what is newer. It blocks until done.
+func (c *Catalog) Sync(ctx context.Context, p peer.ID) error {
+	s, err := c.h.NewStream(ctx, p, SyncProtocol)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if d, ok := ctx.Deadline(); ok {
+		s.SetDeadline(d)
+	}
+	if _, err := s.Write([]byte{syncCatalog}); err != nil {
+		s.Reset()
+		return err
+	}
+	if err := s.CloseWrite(); err != nil {
+		s.Reset()
+		return err
+	}
+	n, err := readEntries(bufio.NewReader(s), func(data []byte) {
+		if _, err := c.store(data); err != nil {
+			c.log.Debug("catalog: synced entry rejected", "peer", p, "err", err)
+		}
+	})
+	if err != nil {
+		s.Reset()
+		return fmt.Errorf("catalog: sync from %s after %d entries: %w", p, n, err)
+	}
+	return nil
+}
+
+// readEntries reads length-prefixed entries until a zero length.
+func readEntries(r *bufio.Reader, fn func([]byte)) (int, error) {
+	buf := make([]byte, MaxEntrySize)
+	for n := 0; ; n++ {
+		l, err := binary.ReadUvarint(r)
+		if err != nil {
+			return n, err
+		}
+		if l == 0 {
+			return n, nil
+		}
+		if l > MaxEntrySize {
+			return n, fmt.Errorf("%w: entry of %d bytes", ErrInvalid, l)
+		}
+		if n >= maxSyncEntries {
+			return n, fmt.Errorf("catalog: more than %d entries", maxSyncEntries)
+		}
+		if _, err := io.ReadFull(r, buf[:l]); err != nil {
+			return n, err
+		}
+		fn(buf[:l])
+	}
+}
+
+func (c *Catalog) serveSync(s network.Stream) {
+	defer s.Close()
+	s.SetDeadline(time.Now().Add(30 * time.Second))
+	var req [1]byte
+	if _, err := io.ReadFull(s, req[:]); err != nil || req[0] != syncCatalog {
+		s.Reset()
+		return
+	}
+	_, raw, err := c.all()
+	if err != nil {
+		s.Reset()
+		return
+	}
+	w := bufio.NewWriter(s)
+	var lb [binary.MaxVarintLen64]byte
+	for _, data := range raw {
+		w.Write(lb[:binary.PutUvarint(lb[:], uint64(len(data)))])
+		w.Write(data)
+	}
+	w.WriteByte(0)
+	if err := w.Flush(); err != nil {
+		s.Reset()
+	}
+}

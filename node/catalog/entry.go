@@ -1,0 +1,153 @@
+package catalog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// MaxEntrySize caps an encoded announcement.
+const MaxEntrySize = 4 << 10
+
+// ErrInvalid is wrapped by every error about a malformed or forged
+// announcement.
+var ErrInvalid = errors.New("catalog: invalid announcement")
+
+// Entry is one publisher's announcement of one share.
+type Entry struct {
+	Root      cid.Cid   `json:"root"`
+	Name      string    `json:"name"`
+	Size      int64     `json:"size"`
+	Files     int64     `json:"files"`
+	Publisher peer.ID   `json:"publisher"`
+	Time      time.Time `json:"time"`
+	Removed   bool      `json:"removed,omitempty"`
+}
+
+// wireEntry is the signed encoding.
+type wireEntry struct {
+	Root      []byte `cbor:"root"`
+	Name      string `cbor:"name"`
+	Size      uint64 `cbor:"size"`
+	Files     uint64 `cbor:"files"`
+	Publisher []byte `cbor:"pub"`
+	Time      int64  `cbor:"time"` // Unix nanoseconds
+	Removed   bool   `cbor:"rm"`
+	Sig       []byte `cbor:"sig,omitempty"`
+}
+
+var (
+	encMode cbor.EncMode
+	decMode cbor.DecMode
+)
+
+func init() {
+	var err error
+	encMode, err = cbor.CanonicalEncOptions().EncMode()
+	if err != nil {
+		panic(err)
+	}
+	decMode, err = cbor.DecOptions{
+		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+		MaxNestedLevels:  4,
+		MaxArrayElements: 16,
+		MaxMapPairs:      16,
+		IndefLength:      cbor.IndefLengthForbidden,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+}
+
+func (e *Entry) toWire() wireEntry {
+	return wireEntry{
+		Root: e.Root.Bytes(), Name: e.Name, Size: uint64(e.Size), Files: uint64(e.Files),
+		Publisher: []byte(e.Publisher), Time: e.Time.UnixNano(), Removed: e.Removed,
+	}
+}
+
+// Sign encodes e signed with key, which must be the publisher's.
+func Sign(e Entry, key crypto.PrivKey) ([]byte, error) {
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if e.Publisher != id {
+		return nil, fmt.Errorf("catalog: key of %s cannot sign for %s", id, e.Publisher)
+	}
+	w := e.toWire()
+	body, err := encMode.Marshal(w)
+	if err != nil {
+		return nil, err
+	}
+	w.Sig, err = key.Sign(body)
+	if err != nil {
+		return nil, err
+	}
+	out, err := encMode.Marshal(w)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > MaxEntrySize {
+		return nil, fmt.Errorf("catalog: announcement of %d bytes exceeds %d (name too long?)", len(out), MaxEntrySize)
+	}
+	return out, nil
+}
+
+// Decode parses a signed announcement and checks its signature against
+// the publisher's key (embedded in Ed25519 peer IDs).
+func Decode(data []byte) (Entry, error) {
+	if len(data) > MaxEntrySize {
+		return Entry{}, fmt.Errorf("%w: %d bytes exceeds %d", ErrInvalid, len(data), MaxEntrySize)
+	}
+	var w wireEntry
+	rest, err := decMode.UnmarshalFirst(data, &w)
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if len(rest) != 0 {
+		return Entry{}, fmt.Errorf("%w: trailing bytes", ErrInvalid)
+	}
+	_, root, err := cid.CidFromBytes(w.Root)
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: root: %v", ErrInvalid, err)
+	}
+	if !bytes.Equal(root.Bytes(), w.Root) {
+		return Entry{}, fmt.Errorf("%w: root has trailing bytes", ErrInvalid)
+	}
+	pub, err := peer.IDFromBytes(w.Publisher)
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: publisher: %v", ErrInvalid, err)
+	}
+	if !utf8.ValidString(w.Name) || len(w.Name) > 255 {
+		return Entry{}, fmt.Errorf("%w: bad name", ErrInvalid)
+	}
+	if w.Size > 1<<62 || w.Files > 1<<40 {
+		return Entry{}, fmt.Errorf("%w: size or file count out of range", ErrInvalid)
+	}
+	key, err := pub.ExtractPublicKey()
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: publisher key: %v", ErrInvalid, err)
+	}
+	sig := w.Sig
+	w.Sig = nil
+	body, err := encMode.Marshal(w)
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	ok, err := key.Verify(body, sig)
+	if err != nil || !ok {
+		return Entry{}, fmt.Errorf("%w: bad signature from %s", ErrInvalid, pub)
+	}
+	return Entry{
+		Root: root, Name: w.Name, Size: int64(w.Size), Files: int64(w.Files),
+		Publisher: pub, Time: time.Unix(0, w.Time).UTC(), Removed: w.Removed,
+	}, nil
+}

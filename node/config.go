@@ -1,0 +1,62 @@
+package node
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/shoalnet/shoal/transfer"
+)
+
+// DefaultPort is the TCP and UDP (QUIC) port a node listens on by default.
+const DefaultPort = 4110
+
+// Config configures a Node. Start from DefaultConfig.
+type Config struct {
+	// Home is the node's directory (identity, state). Required.
+	Home string
+	// Network is the network's name: it names the gossipsub topics and
+	// the default DHT prefix. Default "default".
+	Network string
+	// ListenAddrs are the multiaddrs to listen on. Default: TCP and QUIC
+	// on all interfaces, port DefaultPort.
+	ListenAddrs []string
+	// BootstrapPeers are dialled at start and seed the DHT.
+	BootstrapPeers []peer.AddrInfo
+	// DHTPrefix is the DHT protocol prefix. Default "/shoal/<Network>";
+	// "/ipfs" joins the IPFS DHT.
+	DHTPrefix string
+	// DHTClientMode makes the node query the DHT without serving it (for
+	// short-lived nodes). Default false.
+	DHTClientMode bool
+	// FindTimeout bounds the DHT search for providers of a fetch. Default
+	// 30s.
+	FindTimeout time.Duration
+	// ProvideTimeout bounds one DHT provide. Default 1m.
+	ProvideTimeout time.Duration
+	// Transfer tunes the transfer service.
+	Transfer transfer.Config
+	// Libp2pOptions are appended to the host's options (they win).
+	Libp2pOptions []libp2p.Option
+	// Logger receives the node's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults; set Home before New.
+func DefaultConfig() Config {
+	return Config{
+		Network: "default",
+		ListenAddrs: []string{
+			"/ip4/0.0.0.0/tcp/4110",
+			"/ip4/0.0.0.0/udp/4110/quic-v1",
+			"/ip6/::/tcp/4110",
+			"/ip6/::/udp/4110/quic-v1",
+		},
+		FindTimeout:    30 * time.Second,
+		ProvideTimeout: time.Minute,
+		Transfer:       transfer.DefaultConfig(),
+		Logger:         slog.New(slog.DiscardHandler),
+	}
+}

@@ -1,0 +1,27 @@
+// Package node is the embeddable shoal peer. A Node ties together a
+// libp2p host (TCP and QUIC; TLS 1.3 preferred, Noise second; yamux), an
+// identity kept in its home directory, Kademlia routing (package dht),
+// gossipsub, the share catalog (package node/catalog), the state database
+// (bbolt) and the transfer service (package transfer).
+//
+// A program embeds a node with New and DefaultConfig, shares with Share,
+// fetches with Fetch and stops with Close:
+//
+//	cfg := node.DefaultConfig()
+//	cfg.Home = "/var/lib/shoal"
+//	n, err := node.New(ctx, cfg)
+//	...
+//	root, err := n.Share(ctx, "/data/image.qcow2", node.ShareOptions{})
+//	// on another node:
+//	res, err := n.Fetch(ctx, root, "/tmp/image.qcow2", node.FetchOptions{})
+//
+// Fetch finds providers first among peers that announced the root in the
+// catalog, then in the DHT, and does not wait for the DHT when a holder is
+// already known. A node serves what it shares, what it has fetched and,
+// while a fetch runs, the chunks it already holds.
+//
+// The home directory holds the identity key (identity.key, mode 0600), the
+// state database (state.db) and, for the daemon, config.toml and api.sock.
+// Two nodes must not share a home: New takes the database's lock and
+// fails fast if another process holds it.
+package node

@@ -1,0 +1,144 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/shoalnet/shoal/transfer"
+)
+
+const sha256Code = mh.SHA2_256
+
+// ErrNotRoot: a CID that cannot be a share's root.
+var ErrNotRoot = errors.New("node: not a share root")
+
+// CheckRoot checks that c can name a share: a CIDv1 of a dag-cbor block.
+// A chunk's CID (codec raw) is refused with a clear message.
+func CheckRoot(c cid.Cid) error {
+	if !c.Defined() {
+		return fmt.Errorf("%w: empty CID", ErrNotRoot)
+	}
+	if c.Version() != 1 || c.Type() != cid.DagCBOR {
+		return fmt.Errorf("%w: %s is a CIDv%d with codec 0x%x; share roots are CIDv1 dag-cbor (bafy...)", ErrNotRoot, c, c.Version(), c.Type())
+	}
+	return nil
+}
+
+// FetchOptions are the options of Fetch.
+type FetchOptions struct {
+	// Overwrite replaces an existing destination.
+	Overwrite bool
+	// Peers are providers to try first (their addresses are dialled).
+	Peers []peer.AddrInfo
+	// NoDHT skips the DHT search (only catalog holders and Peers).
+	NoDHT bool
+	// Progress, if set, is called about every 200ms and at the end, from
+	// one goroutine.
+	Progress func(transfer.Progress)
+}
+
+// Fetch downloads root into dst from every provider it finds, verifying
+// every byte, and then serves it. Providers come from opts.Peers, the
+// catalog (peers that announced root) and the DHT, in that order; the DHT
+// is searched in parallel, never waited for when a holder is known. It
+// blocks until the content is in place or ctx ends; an interrupted fetch
+// resumes when called again with the same root and dst, also after a
+// restart.
+func (n *Node) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOptions) (*transfer.Result, error) {
+	if err := CheckRoot(root); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	providers := make(chan peer.ID, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(providers)
+		n.findProviders(ctx, root, opts, providers)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	res, err := n.xfer.Fetch(ctx, root, dst, transfer.FetchOptions{
+		Overwrite: opts.Overwrite,
+		Providers: providers,
+		Progress:  opts.Progress,
+		OnBadPeer: func(p peer.ID, err error) {
+			n.log.Warn("peer sent bad data", "peer", p, "root", root, "err", err)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.announce(n.ctx, root, res.Manifest.Name, res.Manifest.Size, int64(countFiles(res)))
+	n.provide(root)
+	return res, nil
+}
+
+func countFiles(res *transfer.Result) int {
+	k := 0
+	for _, e := range res.Manifest.Entries {
+		if !e.Dir {
+			k++
+		}
+	}
+	return k
+}
+
+// findProviders feeds providers: explicit peers, catalog holders, then the
+// DHT.
+func (n *Node) findProviders(ctx context.Context, root cid.Cid, opts FetchOptions, out chan<- peer.ID) {
+	send := func(p peer.ID) bool {
+		select {
+		case out <- p:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	seen := map[peer.ID]bool{n.h.ID(): true}
+	for _, ai := range opts.Peers {
+		if seen[ai.ID] {
+			continue
+		}
+		seen[ai.ID] = true
+		n.h.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
+		if !send(ai.ID) {
+			return
+		}
+	}
+	for _, p := range n.cat.Holders(root) {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		if !send(p) {
+			return
+		}
+	}
+	if opts.NoDHT {
+		return
+	}
+	fctx, cancel := context.WithTimeout(ctx, n.cfg.FindTimeout)
+	defer cancel()
+	for ai := range n.dht.FindProviders(fctx, root, 0) {
+		if seen[ai.ID] {
+			continue
+		}
+		seen[ai.ID] = true
+		if len(ai.Addrs) > 0 {
+			n.h.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
+		}
+		if !send(ai.ID) {
+			return
+		}
+	}
+}

@@ -1,0 +1,355 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/shoalnet/shoal/dht"
+	"github.com/shoalnet/shoal/node/catalog"
+	"github.com/shoalnet/shoal/transfer"
+	"github.com/shoalnet/shoal/transfer/manifest"
+)
+
+// StateFile is the name of the state database in the home directory.
+const StateFile = "state.db"
+
+// ErrHomeLocked: another process uses the home directory.
+var ErrHomeLocked = errors.New("node: home directory in use by another process")
+
+// Node is a shoal peer. Its methods are safe for concurrent use.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	key     crypto.PrivKey
+	h       host.Host
+	db      *bolt.DB
+	dht     *dht.DHT
+	ps      *pubsub.PubSub
+	cat     *catalog.Catalog
+	xfer    *transfer.Service
+	started time.Time
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a node: it opens (or creates) the home, listens, joins the
+// DHT and the catalog topic, connects to the bootstrap peers, and serves
+// the shares recorded in its state. ctx bounds only the start; Close
+// stops the node.
+func New(ctx context.Context, cfg Config) (n *Node, err error) {
+	if cfg.Home == "" {
+		return nil, errors.New("node: Config.Home is required")
+	}
+	d := DefaultConfig()
+	if cfg.Network == "" {
+		cfg.Network = d.Network
+	}
+	if cfg.ListenAddrs == nil {
+		cfg.ListenAddrs = d.ListenAddrs
+	}
+	if cfg.DHTPrefix == "" {
+		cfg.DHTPrefix = dht.DefaultPrefix(cfg.Network)
+	}
+	if cfg.FindTimeout <= 0 {
+		cfg.FindTimeout = d.FindTimeout
+	}
+	if cfg.ProvideTimeout <= 0 {
+		cfg.ProvideTimeout = d.ProvideTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = d.Logger
+	}
+	if cfg.Transfer.Logger == nil {
+		cfg.Transfer.Logger = cfg.Logger
+	}
+	home, err := filepath.Abs(cfg.Home)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Home = home
+
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+
+	key, _, err := LoadOrCreateIdentity(home)
+	if err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(filepath.Join(home, StateFile), 0o600, &bolt.Options{Timeout: 200 * time.Millisecond})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("%w: %s (is a shoal daemon running on it?)", ErrHomeLocked, home)
+		}
+		return nil, fmt.Errorf("node: open state database: %w", err)
+	}
+	closers = append(closers, db.Close)
+
+	h, err := newHost(cfg, key)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, h.Close)
+
+	kad, err := dht.New(h, dht.Config{
+		ProtocolPrefix: cfg.DHTPrefix,
+		BootstrapPeers: cfg.BootstrapPeers,
+		ClientMode:     cfg.DHTClientMode,
+		Logger:         cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, kad.Close)
+
+	nctx, cancel := context.WithCancel(context.Background())
+	closers = append(closers, func() error { cancel(); return nil })
+	ps, err := pubsub.NewGossipSub(nctx, h,
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		pubsub.WithMaxMessageSize(1<<20),
+		pubsub.WithDiscovery(kad.Discovery()),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("node: gossipsub: %w", err)
+	}
+	cat, err := catalog.New(h, ps, db, key, catalog.Config{Network: cfg.Network, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, cat.Close)
+	xfer, err := transfer.New(h, db, cfg.Transfer)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, xfer.Close)
+
+	n = &Node{
+		cfg: cfg, log: cfg.Logger, key: key, h: h, db: db, dht: kad, ps: ps,
+		cat: cat, xfer: xfer, started: time.Now(), ctx: nctx, cancel: cancel,
+	}
+	if len(cfg.BootstrapPeers) > 0 {
+		if err := kad.Bootstrap(ctx); err != nil {
+			n.log.Warn("bootstrap", "err", err)
+		}
+	}
+	// Serve and provide what was shared before a restart.
+	for _, s := range xfer.Shares() {
+		n.provide(s.Root)
+	}
+	n.log.Info("node started", "peer", h.ID(), "addrs", n.Addrs())
+	return n, nil
+}
+
+func newHost(cfg Config, key crypto.PrivKey) (host.Host, error) {
+	cm, err := connmgr.NewConnManager(100, 400, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, err
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(key),
+		libp2p.ListenAddrStrings(cfg.ListenAddrs...),
+		// TLS first: AES-GCM is about twice as fast as Noise's ChaCha20.
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ConnectionManager(cm),
+	}
+	opts = append(opts, cfg.Libp2pOptions...)
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("node: start host (is the port in use?): %w", err)
+	}
+	return h, nil
+}
+
+// Close leaves the network and stops the node; fetches in progress are
+// checkpointed and resume on the next start. It may be called twice.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		errs := []error{n.xfer.Close(), n.cat.Close()}
+		n.cancel() // gossipsub and background provides
+		n.wg.Wait()
+		errs = append(errs, n.dht.Close(), n.h.Close(), n.db.Close())
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// ID returns the node's peer ID.
+func (n *Node) ID() peer.ID { return n.h.ID() }
+
+// Host returns the libp2p host.
+func (n *Node) Host() host.Host { return n.h }
+
+// AddrInfo returns the node's ID and listen addresses.
+func (n *Node) AddrInfo() peer.AddrInfo { return peer.AddrInfo{ID: n.h.ID(), Addrs: n.h.Addrs()} }
+
+// Addrs returns the full listen multiaddrs, with /p2p/<id>.
+func (n *Node) Addrs() []ma.Multiaddr {
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.h.ID(), Addrs: n.h.Addrs()})
+	if err != nil {
+		return nil
+	}
+	return addrs
+}
+
+// Network returns the network name.
+func (n *Node) Network() string { return n.cfg.Network }
+
+// Home returns the home directory.
+func (n *Node) Home() string { return n.cfg.Home }
+
+// Started returns when the node started.
+func (n *Node) Started() time.Time { return n.started }
+
+// Connect dials a peer and keeps its addresses.
+func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
+	if ai.ID == n.h.ID() {
+		return errors.New("node: cannot connect to self")
+	}
+	if err := n.h.Connect(ctx, ai); err != nil {
+		return fmt.Errorf("node: connect %s: %w", ai.ID, err)
+	}
+	return nil
+}
+
+// PeerInfo describes a connected peer.
+type PeerInfo struct {
+	ID      peer.ID       `json:"id"`
+	Addrs   []string      `json:"addrs"`
+	Latency time.Duration `json:"latency_ns"`
+}
+
+// Peers lists the connected peers.
+func (n *Node) Peers() []PeerInfo {
+	var out []PeerInfo
+	for _, p := range n.h.Network().Peers() {
+		info := PeerInfo{ID: p, Latency: n.h.Peerstore().LatencyEWMA(p)}
+		for _, c := range n.h.Network().ConnsToPeer(p) {
+			info.Addrs = append(info.Addrs, c.RemoteMultiaddr().String())
+		}
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(a, b PeerInfo) int { return compareStr(string(a.ID), string(b.ID)) })
+	return out
+}
+
+func compareStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// ShareOptions are the options of Share.
+type ShareOptions struct {
+	// ChunkSize in bytes, a power of two from 256 KiB to 16 MiB. Default
+	// 1 MiB.
+	ChunkSize int64
+	// SHA256 selects SHA2-256 instead of BLAKE3-256.
+	SHA256 bool
+	// Progress, if set, is called while the content is hashed.
+	Progress func(manifest.BuildProgress)
+}
+
+// Share indexes the file or directory at path, serves it from where it
+// lies, announces it in the catalog and provides it in the DHT. It blocks
+// while hashing and returns the root CID. Sharing unchanged content again
+// returns the same root.
+func (n *Node) Share(ctx context.Context, path string, opts ShareOptions) (cid.Cid, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("node: share: %w", err)
+	}
+	_ = st
+	bo := manifest.BuildOptions{ChunkSize: opts.ChunkSize, Progress: opts.Progress}
+	if opts.SHA256 {
+		bo.Hash = sha256Code
+	}
+	rec, err := n.xfer.Share(ctx, path, transfer.ShareOptions{Build: bo})
+	if err != nil {
+		return cid.Undef, fmt.Errorf("node: share %s: %w", path, err)
+	}
+	n.announce(ctx, rec.Root, rec.Name, rec.Size, int64(rec.Files))
+	n.provide(rec.Root)
+	return rec.Root, nil
+}
+
+func (n *Node) announce(ctx context.Context, root cid.Cid, name string, size, files int64) {
+	e := catalog.Entry{Root: root, Name: name, Size: size, Files: files}
+	if err := n.cat.Announce(ctx, e); err != nil {
+		n.log.Warn("announce", "root", root, "err", err)
+	}
+}
+
+// provide announces root in the DHT in the background.
+func (n *Node) provide(root cid.Cid) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ProvideTimeout)
+		defer cancel()
+		if err := n.dht.Provide(ctx, root); err != nil && n.ctx.Err() == nil {
+			n.log.Debug("provide", "root", root, "err", err)
+		}
+	}()
+}
+
+// Unshare stops serving root, withdraws it from the catalog and stops
+// providing it. Files on disk are left alone.
+func (n *Node) Unshare(ctx context.Context, root cid.Cid) error {
+	if err := n.xfer.Unshare(root); err != nil {
+		return err
+	}
+	n.dht.Unprovide(root)
+	if err := n.cat.Withdraw(ctx, root); err != nil {
+		n.log.Warn("withdraw", "root", root, "err", err)
+	}
+	return nil
+}
+
+// Shares lists what this node serves in full.
+func (n *Node) Shares() []transfer.ShareInfo { return n.xfer.Shares() }
+
+// Catalog lists the shares known in the network.
+func (n *Node) Catalog() ([]catalog.Entry, error) { return n.cat.List() }
+
+// SyncCatalog pulls p's catalog now.
+func (n *Node) SyncCatalog(ctx context.Context, p peer.ID) error { return n.cat.Sync(ctx, p) }

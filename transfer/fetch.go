@@ -1,0 +1,824 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/shoalnet/shoal/transfer/manifest"
+	"github.com/shoalnet/shoal/transfer/wire"
+)
+
+// FetchOptions are the options of Fetch.
+type FetchOptions struct {
+	// Overwrite replaces an existing destination.
+	Overwrite bool
+	// Peers are providers to try first.
+	Peers []peer.ID
+	// Providers delivers more providers as they are found; Fetch gives up
+	// with ErrNoProviders once it is closed (or nil) and every provider
+	// has failed.
+	Providers <-chan peer.ID
+	// Progress, if set, is called from one goroutine every
+	// ProgressInterval and once at the end. A slow callback delays only
+	// the reports, never the transfer.
+	Progress func(Progress)
+	// ProgressInterval defaults to 200ms.
+	ProgressInterval time.Duration
+	// OnBadPeer, if set, is told of a provider dropped for sending data
+	// that failed verification or breaking the protocol.
+	OnBadPeer func(peer.ID, error)
+}
+
+// Progress is a snapshot of a fetch.
+type Progress struct {
+	Root        cid.Cid        `json:"root"`
+	Name        string         `json:"name,omitempty"`
+	Phase       string         `json:"phase"` // "providers", "manifest", "fetching", "finishing", "done"
+	Bytes       int64          `json:"bytes"` // verified bytes held, resumed ones included
+	Total       int64          `json:"total"`
+	Chunks      int64          `json:"chunks"`
+	TotalChunks int64          `json:"total_chunks"`
+	Resumed     int64          `json:"resumed_chunks"` // chunks found on disk when the fetch started
+	Received    int64          `json:"received"`       // chunk bytes received in this run, duplicates included
+	Duplicates  int64          `json:"duplicate_chunks"`
+	Rate        float64        `json:"rate"` // bytes/s over the last interval
+	Elapsed     time.Duration  `json:"elapsed"`
+	Peers       []PeerProgress `json:"peers"`
+}
+
+// PeerProgress is one provider's part of a fetch.
+type PeerProgress struct {
+	Peer     peer.ID `json:"peer"`
+	Bytes    int64   `json:"bytes"` // verified bytes from this peer
+	Chunks   int64   `json:"chunks"`
+	Rate     float64 `json:"rate"` // bytes/s
+	Inflight int     `json:"inflight"`
+	Active   bool    `json:"active"`
+	Error    string  `json:"error,omitempty"` // why the peer was dropped
+}
+
+// Result is what a finished fetch produced.
+type Result struct {
+	Root     cid.Cid
+	Path     string
+	Manifest *manifest.Manifest
+	Progress Progress
+}
+
+// fetch is one Fetch call. mu guards the scheduler and every session's
+// f.mu fields.
+type fetch struct {
+	s    *Service
+	root cid.Cid
+	dst  string
+	temp string
+	opts FetchOptions
+	ctx  context.Context
+
+	arrivals chan arrival
+	ready    chan struct{} // a session became ready (buffered 1)
+	fatal    chan error    // buffered 1
+	doneCh   chan struct{} // closed when every chunk is done
+
+	mu          sync.Mutex
+	stopping    bool
+	m           *manifest.Manifest
+	files       *fileSet
+	src         *source
+	sched       *scheduler
+	sessions    map[peer.ID]*session
+	stats       map[peer.ID]*PeerProgress
+	attempts    map[peer.ID]int
+	banned      map[peer.ID]bool
+	failures    []string
+	intakeDone  bool
+	sessionsWG  sync.WaitGroup
+	phase       string
+	resumed     int64
+	held        int64 // verified bytes on disk
+	received    int64
+	duplicates  int64
+	nextBlockID uint64
+	started     time.Time
+}
+
+// maxAttempts is how often a fetch tries one provider.
+const maxAttempts = 3
+
+// Fetch downloads root into dst (a file or a directory, as the share is),
+// from every provider it learns of, verifying every chunk. It blocks until
+// the content is complete, durable and renamed into place, or until ctx
+// ends or no provider is left. An interrupted fetch keeps its verified
+// chunks and resumes where it stopped when Fetch is called again with the
+// same root and dst, in this process or after a restart. While it runs,
+// and afterwards, this node serves what it holds of root.
+func (s *Service) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOptions) (*Result, error) {
+	if !root.Defined() {
+		return nil, errors.New("transfer: fetch: undefined root CID")
+	}
+	dst, err := absPath(dst)
+	if err != nil {
+		return nil, err
+	}
+	if !opts.Overwrite {
+		if _, err := os.Lstat(dst); err == nil {
+			return nil, fmt.Errorf("%w: %s (choose another destination or overwrite)", ErrExists, dst)
+		}
+	}
+	if opts.ProgressInterval <= 0 {
+		opts.ProgressInterval = 200 * time.Millisecond
+	}
+	key := root.KeyString() + "\x00" + dst
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if s.active[key] != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("transfer: %s is already being fetched to %s", root, dst)
+	}
+	f := &fetch{
+		s: s, root: root, dst: dst, opts: opts,
+		temp:     filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".shoal-partial"),
+		arrivals: make(chan arrival, runtime.GOMAXPROCS(0)),
+		ready:    make(chan struct{}, 1),
+		fatal:    make(chan error, 1),
+		doneCh:   make(chan struct{}),
+		sessions: make(map[peer.ID]*session),
+		stats:    make(map[peer.ID]*PeerProgress),
+		attempts: make(map[peer.ID]int),
+		banned:   make(map[peer.ID]bool),
+		phase:    "providers",
+		started:  time.Now(),
+	}
+	s.active[key] = f
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.active, key)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.ctx, cancel)
+	defer stop()
+	f.ctx = ctx
+	return f.run(ctx)
+}
+
+func (f *fetch) run(ctx context.Context) (res *Result, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	defer func() {
+		cancel()
+		f.stopSessions()
+		bg.Wait()
+		if f.files != nil && err != nil {
+			if cerr := f.checkpoint(); cerr != nil {
+				f.s.log.Warn("checkpoint", "root", f.root, "err", cerr)
+			}
+			f.files.close()
+		}
+		if err != nil {
+			f.unserve()
+		}
+	}()
+
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		f.intake(ctx)
+	}()
+
+	// The manifest: stored already (resume, or our own share), else from
+	// the first provider that answers.
+	m, _, lerr := f.s.localManifest(ctx, f.root)
+	if lerr != nil {
+		f.setPhase("manifest")
+		m, err = f.fetchManifest(ctx)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := f.prepare(m); err != nil {
+		return nil, err
+	}
+	f.setPhase("fetching")
+
+	workers := runtime.GOMAXPROCS(0)
+	for range workers {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			f.verifier(ctx)
+		}()
+	}
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		f.ticker(ctx)
+	}()
+	f.kickAll()
+
+	select {
+	case <-f.doneCh:
+	case err := <-f.fatal:
+		return nil, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	f.setPhase("finishing")
+	f.stopSessions()
+	if err := f.finalize(); err != nil {
+		return nil, err
+	}
+	f.setPhase("done")
+	p := f.progress()
+	if f.opts.Progress != nil {
+		f.opts.Progress(p)
+	}
+	return &Result{Root: f.root, Path: f.dst, Manifest: f.m, Progress: p}, nil
+}
+
+func (f *fetch) setPhase(p string) {
+	f.mu.Lock()
+	f.phase = p
+	f.mu.Unlock()
+}
+
+func (f *fetch) fail(err error) {
+	select {
+	case f.fatal <- err:
+	default:
+	}
+}
+
+// intake starts a session for each provider it is given.
+func (f *fetch) intake(ctx context.Context) {
+	for _, p := range f.opts.Peers {
+		f.addPeer(ctx, p)
+	}
+	if f.opts.Providers != nil {
+	loop:
+		for {
+			select {
+			case p, ok := <-f.opts.Providers:
+				if !ok {
+					break loop
+				}
+				f.addPeer(ctx, p)
+			case <-ctx.Done():
+				break loop
+			}
+		}
+	}
+	f.mu.Lock()
+	f.intakeDone = true
+	f.checkStarved()
+	f.mu.Unlock()
+}
+
+func (f *fetch) addPeer(ctx context.Context, p peer.ID) {
+	if p == f.s.h.ID() || p == "" {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopping || f.sessions[p] != nil || f.banned[p] || f.attempts[p] >= maxAttempts {
+		return
+	}
+	f.attempts[p]++
+	s := &session{
+		f: f, p: p, kick: make(chan struct{}, 1),
+		inflight:  make(map[int64]time.Time),
+		cancelled: make(map[int64]struct{}),
+		blockWait: make(map[uint64]chan blockResult),
+		window:    f.s.cfg.InitialWindow,
+	}
+	f.sessions[p] = s
+	if f.stats[p] == nil {
+		f.stats[p] = &PeerProgress{Peer: p}
+	}
+	f.stats[p].Active = true
+	f.stats[p].Error = ""
+	f.sessionsWG.Add(1)
+	go func() {
+		defer f.sessionsWG.Done()
+		s.run(ctx)
+	}()
+}
+
+// sessionEnded cleans up after a session's stream ended.
+func (f *fetch) sessionEnded(s *session, err error) {
+	if err == nil {
+		err = errors.New("session ended")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dropLocked(s, err, false)
+}
+
+// drop ends a session: its in-flight chunks go to other peers at once.
+// A banned peer is not tried again in this fetch.
+func (f *fetch) drop(s *session, err error, ban bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dropLocked(s, err, ban)
+}
+
+func (f *fetch) dropLocked(s *session, err error, ban bool) {
+	if ban {
+		f.banned[s.p] = true
+	}
+	if s.dead != nil {
+		return
+	}
+	s.dead = err
+	if s.st != nil {
+		s.st.Reset()
+	}
+	for _, ch := range s.blockWait {
+		select {
+		case ch <- blockResult{err: err}:
+		default:
+		}
+	}
+	if f.sessions[s.p] == s {
+		delete(f.sessions, s.p)
+	}
+	st := f.stats[s.p]
+	st.Active = false
+	st.Inflight = 0
+	if !f.stopping {
+		st.Error = err.Error()
+		f.failures = append(f.failures, fmt.Sprintf("%s: %v", s.p, err))
+		f.s.log.Debug("provider dropped", "root", f.root, "peer", s.p, "err", err)
+	}
+	if f.sched != nil {
+		for i := range s.inflight {
+			f.sched.release(i, s, false)
+		}
+		if !s.all && s.have != nil {
+			for i := int64(0); i < f.sched.n; i++ {
+				if s.have.Has(i) {
+					f.sched.lost(i)
+				}
+			}
+		}
+	}
+	s.inflight = nil
+	if !f.stopping {
+		for _, o := range f.sessions {
+			o.signal()
+		}
+		f.checkStarved()
+	}
+}
+
+// checkStarved fails the fetch when no provider is left and none can come
+// (f.mu held).
+func (f *fetch) checkStarved() {
+	if f.stopping || !f.intakeDone || len(f.sessions) > 0 {
+		return
+	}
+	if f.sched != nil && f.sched.complete() {
+		return
+	}
+	msg := "no provider could be reached"
+	if n := len(f.failures); n > 0 {
+		tried := f.failures
+		if n > 5 {
+			tried = tried[n-5:]
+		}
+		msg = fmt.Sprintf("tried %d provider(s): %v", len(f.attempts), tried)
+	} else if len(f.attempts) == 0 {
+		msg = "none found"
+	}
+	f.fail(fmt.Errorf("%w for %s: %s", ErrNoProviders, f.root, msg))
+}
+
+// stopSessions ends every session and waits for them.
+func (f *fetch) stopSessions() {
+	f.mu.Lock()
+	f.stopping = true
+	for _, s := range f.sessions {
+		f.dropLocked(s, errors.New("fetch finished"), false)
+	}
+	f.mu.Unlock()
+	f.sessionsWG.Wait()
+}
+
+func (f *fetch) kickAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.sessions {
+		s.signal()
+	}
+}
+
+// onHave records what a provider holds.
+func (f *fetch) onHave(s *session, m wire.Msg) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	wasReady := s.ready
+	if f.sched == nil {
+		switch m.Type {
+		case wire.THaveAll:
+			s.all = true
+		default:
+			n := len(m.Bits)
+			if s.stashed+n > maxStash {
+				return fmt.Errorf("%w: too many have messages before the manifest", wire.ErrProtocol)
+			}
+			s.stashed += n
+			m.Bits = append([]byte(nil), m.Bits...)
+			s.stash = append(s.stash, m)
+		}
+	} else if err := f.applyHave(s, m); err != nil {
+		return err
+	}
+	if m.Type != wire.THaveUpdate {
+		s.ready = true
+	}
+	if s.ready && !wasReady {
+		select {
+		case f.ready <- struct{}{}:
+		default:
+		}
+	}
+	s.signal()
+	return nil
+}
+
+// applyHave applies a have message to the scheduler (f.mu held).
+func (f *fetch) applyHave(s *session, m wire.Msg) error {
+	sc := f.sched
+	switch m.Type {
+	case wire.THaveAll:
+		if !s.all && s.have != nil {
+			for i := int64(0); i < sc.n; i++ {
+				if s.have.Has(i) {
+					sc.lost(i)
+				}
+			}
+		}
+		s.all, s.have = true, nil
+	case wire.THave:
+		if s.all {
+			return nil
+		}
+		if s.have == nil {
+			s.have = NewBitfield(sc.n)
+		}
+		start := int64(m.Start)
+		if start >= sc.n || int64(len(m.Bits))*8 > sc.n-start+7 {
+			return fmt.Errorf("%w: have bits beyond %d chunks", wire.ErrProtocol, sc.n)
+		}
+		for k, b := range m.Bits {
+			if b == 0 {
+				continue
+			}
+			for bit := int64(0); bit < 8; bit++ {
+				i := start + int64(k)*8 + bit
+				if b&(0x80>>bit) != 0 && i < sc.n && !s.have.Has(i) {
+					s.have.Set(i)
+					sc.gained(i)
+				}
+			}
+		}
+	case wire.THaveUpdate:
+		i := int64(m.Index)
+		if i >= sc.n {
+			return fmt.Errorf("%w: have-update for chunk %d of %d", wire.ErrProtocol, i, sc.n)
+		}
+		if s.all {
+			return nil
+		}
+		if s.have == nil {
+			s.have = NewBitfield(sc.n)
+		}
+		if !s.have.Has(i) {
+			s.have.Set(i)
+			sc.gained(i)
+		}
+	}
+	return nil
+}
+
+// onError handles an Error from a provider; an error returned ends the
+// session.
+func (f *fetch) onError(s *session, m wire.Msg) error {
+	switch m.About {
+	case wire.AboutStream:
+		return fmt.Errorf("provider: %v: %s", m.Code, m.Text)
+	case wire.AboutBlock:
+		f.mu.Lock()
+		ch := s.blockWait[m.Ref]
+		f.mu.Unlock()
+		if ch != nil {
+			ch <- blockResult{err: fmt.Errorf("provider: %v: %s", m.Code, m.Text)}
+		}
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i := int64(m.Ref)
+	if _, ok := s.inflight[i]; ok {
+		delete(s.inflight, i)
+		f.sched.release(i, s, false)
+	}
+	switch m.Code {
+	case wire.CodeUnavailable, wire.CodeNotFound:
+		if s.have != nil && s.have.Has(i) {
+			s.have[i/8] &^= 0x80 >> (i % 8)
+			f.sched.lost(i)
+		} else if s.all {
+			return fmt.Errorf("provider claimed every chunk but lacks %d", i)
+		}
+	case wire.CodeBusy:
+		s.window = max(1, s.window/2)
+	default:
+		return fmt.Errorf("provider: chunk %d: %v: %s", i, m.Code, m.Text)
+	}
+	for _, o := range f.sessions {
+		o.signal()
+	}
+	return nil
+}
+
+// fetchManifest gets and verifies the manifest from the providers.
+func (f *fetch) fetchManifest(ctx context.Context) (*manifest.Manifest, error) {
+	blocks := make(map[cid.Cid][]byte)
+	get := func(ctx context.Context, c cid.Cid) ([]byte, error) {
+		var errs []error
+		for attempt := 0; attempt < 8; attempt++ {
+			s, err := f.readySession(ctx)
+			if err != nil {
+				return nil, errors.Join(append(errs, err)...)
+			}
+			f.mu.Lock()
+			f.nextBlockID++
+			id := f.nextBlockID
+			f.mu.Unlock()
+			data, err := s.getBlock(ctx, id, wire.Msg{Type: wire.TGetBlock, ID: id, CID: c})
+			if err == nil {
+				if err := verifyBlock(c, data); err != nil {
+					f.bad(s, err)
+					errs = append(errs, err)
+					continue
+				}
+				blocks[c] = data
+				return data, nil
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			errs = append(errs, err)
+			f.drop(s, fmt.Errorf("manifest: %w", err), false)
+		}
+		return nil, errors.Join(errs...)
+	}
+	m, err := manifest.Load(ctx, f.root, get)
+	if err != nil {
+		if errors.Is(err, ErrNoProviders) || ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("transfer: manifest of %s: %w", f.root, err)
+	}
+	if err := putBlocks(f.s.db, blocks); err != nil {
+		return nil, fmt.Errorf("transfer: store manifest: %w", err)
+	}
+	return m, nil
+}
+
+// verifyBlock checks that data hashes to c.
+func verifyBlock(c cid.Cid, data []byte) error {
+	got, err := c.Prefix().Sum(data)
+	if err != nil {
+		return err
+	}
+	if !got.Equals(c) {
+		return fmt.Errorf("%w: %s", manifest.ErrHashMismatch, c)
+	}
+	return nil
+}
+
+// readySession waits for a provider that has answered Open.
+func (f *fetch) readySession(ctx context.Context) (*session, error) {
+	for {
+		f.mu.Lock()
+		var ready []*session
+		for _, s := range f.sessions {
+			if s.ready && s.dead == nil {
+				ready = append(ready, s)
+			}
+		}
+		f.mu.Unlock()
+		if len(ready) > 0 {
+			// Prefer the provider with the fewest blocks asked of it is
+			// overkill for a few blocks: any will do.
+			return ready[int(f.nextID())%len(ready)], nil
+		}
+		select {
+		case <-f.ready:
+		case err := <-f.fatal:
+			f.fail(err) // keep it for run
+			return nil, err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (f *fetch) nextID() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nextBlockID
+}
+
+// bad drops a provider that sent data failing verification.
+func (f *fetch) bad(s *session, err error) {
+	f.s.log.Warn("provider sent bad data; dropped for this fetch", "root", f.root, "peer", s.p, "err", err)
+	f.drop(s, fmt.Errorf("sent bad data: %w", err), true)
+	if f.opts.OnBadPeer != nil {
+		f.opts.OnBadPeer(s.p, err)
+	}
+}
+
+// verifier checks arriving chunks and writes the good ones.
+func (f *fetch) verifier(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case a := <-f.arrivals:
+			f.accept(a)
+		}
+	}
+}
+
+func (f *fetch) accept(a arrival) {
+	defer f.s.putBuf(a.buf)
+	data := *a.buf
+	f.mu.Lock()
+	already := f.sched.state[a.i] == chunkDone
+	f.mu.Unlock()
+	if already {
+		f.mu.Lock()
+		f.duplicates++
+		f.mu.Unlock()
+		return
+	}
+	if err := f.m.Verify(a.i, data); err != nil {
+		f.mu.Lock()
+		f.sched.requeue(a.i)
+		f.mu.Unlock()
+		f.bad(a.s, fmt.Errorf("chunk %d: %w", a.i, err))
+		return
+	}
+	if err := f.files.writeChunk(a.i, data); err != nil {
+		f.fail(fmt.Errorf("transfer: %w", err))
+		return
+	}
+	f.mu.Lock()
+	losers, first := f.sched.finish(a.i)
+	if !first {
+		f.duplicates++
+		f.mu.Unlock()
+		return
+	}
+	f.held += int64(len(data))
+	st := f.stats[a.s.p]
+	st.Bytes += int64(len(data))
+	st.Chunks++
+	a.s.bytes += int64(len(data))
+	for _, o := range losers {
+		if o == a.s {
+			continue
+		}
+		if _, ok := o.inflight[a.i]; ok {
+			delete(o.inflight, a.i)
+			o.cancelled[a.i] = struct{}{}
+			o.cancels = append(o.cancels, a.i)
+			o.signal()
+		}
+	}
+	complete := f.sched.complete()
+	f.mu.Unlock()
+	f.src.acquired(a.i)
+	if complete {
+		select {
+		case <-f.doneCh:
+		default:
+			close(f.doneCh)
+		}
+	}
+}
+
+// ticker checkpoints progress, reports it, and takes work back from
+// stalled providers.
+func (f *fetch) ticker(ctx context.Context) {
+	report := time.NewTicker(f.opts.ProgressInterval)
+	defer report.Stop()
+	check := time.NewTicker(min(f.s.cfg.CheckpointInterval, 250*time.Millisecond))
+	defer check.Stop()
+	lastCheckpoint := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.doneCh:
+			return
+		case <-report.C:
+			if f.opts.Progress != nil {
+				f.opts.Progress(f.progress())
+			}
+		case now := <-check.C:
+			f.reclaimStalled(now)
+			if now.Sub(lastCheckpoint) >= f.s.cfg.CheckpointInterval {
+				lastCheckpoint = now
+				if err := f.checkpoint(); err != nil {
+					f.fail(fmt.Errorf("transfer: checkpoint: %w", err))
+				}
+			}
+		}
+	}
+}
+
+// reclaimStalled gives the chunks of a provider that has delivered nothing
+// for RequestTimeout to others; a provider that stalls twice in a row is
+// dropped.
+func (f *fetch) reclaimStalled(now time.Time) {
+	f.mu.Lock()
+	var dropped []*session
+	for _, s := range f.sessions {
+		if len(s.inflight) == 0 || now.Sub(s.lastProg) < f.s.cfg.RequestTimeout {
+			continue
+		}
+		s.stalls++
+		for i := range s.inflight {
+			f.sched.release(i, s, false)
+			s.cancelled[i] = struct{}{}
+			s.cancels = append(s.cancels, i)
+		}
+		clear(s.inflight)
+		s.window = max(1, s.window/2)
+		s.lastProg = now
+		if s.stalls >= 2 {
+			dropped = append(dropped, s)
+		}
+	}
+	for _, s := range f.sessions {
+		s.signal()
+	}
+	f.mu.Unlock()
+	for _, s := range dropped {
+		f.drop(s, fmt.Errorf("stalled: nothing delivered for %v", f.s.cfg.RequestTimeout), false)
+	}
+}
+
+func (f *fetch) progress() Progress {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := Progress{
+		Root: f.root, Phase: f.phase, Resumed: f.resumed, Received: f.received,
+		Duplicates: f.duplicates, Elapsed: time.Since(f.started),
+	}
+	if f.m != nil {
+		p.Name = f.m.Name
+		p.Total = f.m.Size
+		p.TotalChunks = f.m.NumChunks()
+	}
+	if f.sched != nil {
+		p.Chunks = f.sched.done
+		p.Bytes = f.held
+	}
+	for id, st := range f.stats {
+		pp := *st
+		if s := f.sessions[id]; s != nil {
+			pp.Inflight = len(s.inflight)
+		}
+		if secs := p.Elapsed.Seconds(); secs > 0 {
+			pp.Rate = float64(pp.Bytes) / secs
+		}
+		p.Peers = append(p.Peers, pp)
+	}
+	slices.SortFunc(p.Peers, func(a, b PeerProgress) int { return int(b.Bytes - a.Bytes) })
+	if secs := p.Elapsed.Seconds(); secs > 0 {
+		p.Rate = float64(p.Received) / secs
+	}
+	return p
+}

@@ -1,0 +1,212 @@
+package transfer
+
+import "math/rand/v2"
+
+// Chunk states in the scheduler.
+const (
+	chunkMissing  uint8 = iota // nobody is asked for it
+	chunkAssigned              // requested from one peer (two in the endgame), or being verified
+	chunkDone                  // verified and written
+)
+
+// maxEndgameOwners is how many peers may be asked for one chunk in the
+// endgame.
+const maxEndgameOwners = 2
+
+// scheduler decides which chunk to ask which peer for. It is not safe for
+// concurrent use: the fetch's mutex guards it.
+//
+// Missing chunks sit in buckets by the number of partial holders that
+// have them (peers holding everything add to every chunk alike, so they
+// do not change the order): picking from the lowest bucket a peer can
+// serve is rarest first. Each bucket is an indexable set with O(1) add,
+// remove and random pick.
+type scheduler struct {
+	n        int64
+	state    []uint8
+	avail    []uint16 // partial holders per chunk
+	pos      []int32  // index of the chunk in its bucket, -1 when not missing
+	buckets  [][]int64
+	missing  int64
+	done     int64
+	owners   map[int64][]*session
+	rng      *rand.Rand
+}
+
+func newScheduler(n int64, have Bitfield) *scheduler {
+	sc := &scheduler{
+		n:      n,
+		state:  make([]uint8, n),
+		avail:  make([]uint16, n),
+		pos:    make([]int32, n),
+		owners: make(map[int64][]*session),
+		rng:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	}
+	sc.buckets = [][]int64{make([]int64, 0, n)}
+	for i := int64(0); i < n; i++ {
+		sc.pos[i] = -1
+		if have.Has(i) {
+			sc.state[i] = chunkDone
+			sc.done++
+			continue
+		}
+		sc.add(i)
+	}
+	return sc
+}
+
+func (sc *scheduler) complete() bool { return sc.done == sc.n }
+
+// add puts a missing chunk into its bucket.
+func (sc *scheduler) add(i int64) {
+	b := int(sc.avail[i])
+	for len(sc.buckets) <= b {
+		sc.buckets = append(sc.buckets, nil)
+	}
+	sc.pos[i] = int32(len(sc.buckets[b]))
+	sc.buckets[b] = append(sc.buckets[b], i)
+	sc.state[i] = chunkMissing
+	sc.missing++
+}
+
+// remove takes a missing chunk out of its bucket.
+func (sc *scheduler) remove(i int64) {
+	b := sc.buckets[sc.avail[i]]
+	p := sc.pos[i]
+	last := b[len(b)-1]
+	b[p] = last
+	sc.pos[last] = p
+	sc.buckets[sc.avail[i]] = b[:len(b)-1]
+	sc.pos[i] = -1
+	sc.missing--
+}
+
+// setAvail moves chunk i to the bucket of its new availability.
+func (sc *scheduler) setAvail(i int64, a uint16) {
+	if sc.state[i] == chunkMissing {
+		sc.remove(i)
+		sc.avail[i] = a
+		sc.add(i)
+		return
+	}
+	sc.avail[i] = a
+}
+
+// gained records that a partial holder has chunk i.
+func (sc *scheduler) gained(i int64) {
+	if sc.avail[i] < ^uint16(0) {
+		sc.setAvail(i, sc.avail[i]+1)
+	}
+}
+
+// lost records that a partial holder no longer counts for chunk i.
+func (sc *scheduler) lost(i int64) {
+	if sc.avail[i] > 0 {
+		sc.setAvail(i, sc.avail[i]-1)
+	}
+}
+
+// next picks a chunk for s, or -1. It marks the chunk assigned to s.
+func (sc *scheduler) next(s *session) int64 {
+	if i := sc.pickMissing(s); i >= 0 {
+		sc.remove(i)
+		sc.state[i] = chunkAssigned
+		sc.owners[i] = append(sc.owners[i], s)
+		return i
+	}
+	if sc.missing > 0 {
+		return -1
+	}
+	// Endgame: everything is asked for; ask s too for a chunk that only
+	// one peer is working on, and cancel the loser when one arrives.
+	for i, ow := range sc.owners {
+		if len(ow) >= maxEndgameOwners || len(ow) == 0 || !s.hasChunk(i) || ownedBy(ow, s) {
+			continue
+		}
+		sc.owners[i] = append(ow, s)
+		return i
+	}
+	return -1
+}
+
+func ownedBy(ow []*session, s *session) bool {
+	for _, o := range ow {
+		if o == s {
+			return true
+		}
+	}
+	return false
+}
+
+// pickMissing returns a missing chunk s can serve from the rarest bucket
+// that has one, at random within the bucket. At the start every chunk is
+// equally rare, so the first picks are random: fetchers of the same root
+// hold different chunks early and can trade them at once.
+func (sc *scheduler) pickMissing(s *session) int64 {
+	if sc.missing == 0 {
+		return -1
+	}
+	for b := range sc.buckets {
+		bucket := sc.buckets[b]
+		if len(bucket) == 0 {
+			continue
+		}
+		start := sc.rng.IntN(len(bucket))
+		if s.all {
+			return bucket[start]
+		}
+		for k := range bucket {
+			i := bucket[(start+k)%len(bucket)]
+			if s.hasChunk(i) {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// release removes s as an owner of chunk i; a chunk nobody owns any more
+// goes back to the missing set unless keep is set (it arrived and is
+// being verified).
+func (sc *scheduler) release(i int64, s *session, keep bool) {
+	ow := sc.owners[i]
+	for k, o := range ow {
+		if o == s {
+			ow = append(ow[:k], ow[k+1:]...)
+			break
+		}
+	}
+	if len(ow) > 0 {
+		sc.owners[i] = ow
+		return
+	}
+	delete(sc.owners, i)
+	if !keep && sc.state[i] == chunkAssigned {
+		sc.add(i)
+	}
+}
+
+// requeue puts an assigned chunk back into the missing set (its arrival
+// failed verification or its write failed) unless another peer has it in
+// flight.
+func (sc *scheduler) requeue(i int64) {
+	if sc.state[i] == chunkAssigned && len(sc.owners[i]) == 0 {
+		sc.add(i)
+	}
+}
+
+// finish marks chunk i done and returns the other peers that were asked
+// for it; first is false if it was done already.
+func (sc *scheduler) finish(i int64) (others []*session, first bool) {
+	if sc.state[i] == chunkDone {
+		return nil, false
+	}
+	if sc.state[i] == chunkMissing {
+		sc.remove(i)
+	}
+	sc.state[i] = chunkDone
+	sc.done++
+	ow := sc.owners[i]
+	delete(sc.owners, i)
+	return ow, true
+}

@@ -1,0 +1,264 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/shoalnet/shoal/transfer/wire"
+)
+
+func absPath(p string) (string, error) {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("transfer: %s: %w", p, err)
+	}
+	return a, nil
+}
+
+// request is one queued GetBlock or Request of a serving stream.
+type request struct {
+	block bool
+	id    uint64 // block request ID or chunk index
+	c     wire.Msg
+}
+
+// serveQueue holds a stream's pending requests; the reader adds, the
+// writer takes. Cancels remove requests not yet being served.
+type serveQueue struct {
+	mu        sync.Mutex
+	items     []request
+	queued    map[uint64]int // chunk index -> queued count
+	cancelled map[uint64]int
+	notify    chan struct{}
+	max       int
+}
+
+func (q *serveQueue) push(r request) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) >= q.max {
+		return false
+	}
+	q.items = append(q.items, r)
+	if !r.block {
+		q.queued[r.id]++
+	}
+	q.signal()
+	return true
+}
+
+func (q *serveQueue) signal() {
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (q *serveQueue) cancel(index uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.queued[index] > q.cancelled[index] {
+		q.cancelled[index]++
+	}
+}
+
+// pop returns the next request that was not cancelled.
+func (q *serveQueue) pop() (request, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) > 0 {
+		r := q.items[0]
+		q.items[0] = request{}
+		q.items = q.items[1:]
+		if r.block {
+			return r, true
+		}
+		q.queued[r.id]--
+		if q.queued[r.id] == 0 {
+			delete(q.queued, r.id)
+		}
+		if q.cancelled[r.id] > 0 {
+			q.cancelled[r.id]--
+			if q.cancelled[r.id] == 0 {
+				delete(q.cancelled, r.id)
+			}
+			continue
+		}
+		return r, true
+	}
+	return request{}, false
+}
+
+// serve runs the serving side of one transfer stream until the peer closes
+// it (nil) or breaks the protocol (an error; the caller resets the stream).
+func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID) error {
+	r := wire.NewReader(rw, 16<<10)
+	w := wire.NewWriter(rw, s.cfg.StreamBuffer)
+	open, err := r.Next()
+	if err != nil {
+		return err
+	}
+	if open.Type != wire.TOpen {
+		return fmt.Errorf("%w: first message is %v, not open", wire.ErrProtocol, open.Type)
+	}
+	src := s.source(open.Root)
+	if src == nil {
+		_ = w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeNotFound, Text: "root not held here: " + open.Root.String()}, nil)
+		return w.Flush()
+	}
+	if err := src.staleErr(); err != nil {
+		_ = w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeStale, Text: err.Error()}, nil)
+		return w.Flush()
+	}
+	have, sub := src.subscribe()
+	defer src.unsubscribe(sub)
+	if have == nil {
+		if err := w.Write(&wire.Msg{Type: wire.THaveAll}, nil); err != nil {
+			return err
+		}
+	} else {
+		for start := 0; start < len(have); start += wire.MaxBitsBytes {
+			end := min(start+wire.MaxBitsBytes, len(have))
+			if err := w.Write(&wire.Msg{Type: wire.THave, Start: uint64(start) * 8, Bits: have[start:end]}, nil); err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+
+	q := &serveQueue{
+		queued: make(map[uint64]int), cancelled: make(map[uint64]int),
+		notify: make(chan struct{}, 1), max: s.cfg.MaxQueuedPerStream,
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	werr := make(chan error, 1)
+	go func() { werr <- s.serveWriter(ctx, w, src, q, sub) }()
+
+	rerr := s.serveReader(r, src, q, w)
+	cancel()
+	err = <-werr
+	if rerr == io.EOF {
+		return err
+	}
+	if rerr != nil {
+		return rerr
+	}
+	return err
+}
+
+// errBusy is queued as an answer when a peer exceeds its queue.
+func (s *Service) serveReader(r *wire.Reader, src *source, q *serveQueue, w *wire.Writer) error {
+	n := uint64(src.m.NumChunks())
+	for {
+		m, err := r.Next()
+		if err != nil {
+			return err
+		}
+		switch m.Type {
+		case wire.TGetBlock:
+			if !q.push(request{block: true, id: m.ID, c: m}) {
+				return fmt.Errorf("%w: more than %d requests queued", wire.ErrProtocol, q.max)
+			}
+		case wire.TRequest:
+			if m.Index >= n {
+				return fmt.Errorf("%w: chunk %d out of range (%d chunks)", wire.ErrProtocol, m.Index, n)
+			}
+			if !q.push(request{id: m.Index}) {
+				return fmt.Errorf("%w: more than %d requests queued", wire.ErrProtocol, q.max)
+			}
+		case wire.TCancel:
+			q.cancel(m.Index)
+		default:
+			return fmt.Errorf("%w: unexpected %v from the fetching side", wire.ErrProtocol, m.Type)
+		}
+	}
+}
+
+func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, q *serveQueue, sub *haveSub) error {
+	var subNotify chan struct{}
+	if sub != nil {
+		subNotify = sub.notify
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-q.notify:
+		case <-subNotify:
+		}
+		if sub != nil {
+			for _, i := range sub.take() {
+				if err := w.Write(&wire.Msg{Type: wire.THaveUpdate, Index: uint64(i)}, nil); err != nil {
+					return err
+				}
+			}
+		}
+		for {
+			req, ok := q.pop()
+			if !ok {
+				break
+			}
+			if err := s.answer(ctx, w, src, req); err != nil {
+				return err
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// answer writes the response to one request.
+func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req request) error {
+	if req.block {
+		c := req.c.CID
+		if _, ok := src.blocks[c]; !ok {
+			return w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeNotFound, About: wire.AboutBlock, Ref: req.id, Text: "block is not part of this share"}, nil)
+		}
+		data, err := getBlock(s.db, c)
+		if err != nil {
+			return w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeInternal, About: wire.AboutBlock, Ref: req.id, Text: "block unavailable"}, nil)
+		}
+		return w.Write(&wire.Msg{Type: wire.TBlock, ID: req.id}, data)
+	}
+	i := int64(req.id)
+	if !src.has(i) {
+		return w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeUnavailable, About: wire.AboutChunk, Ref: req.id}, nil)
+	}
+	buf := s.getBuf(int(src.m.ChunkLen(i)))
+	defer s.putBuf(buf)
+	if err := src.files.readChunk(i, *buf); err != nil {
+		code := wire.CodeInternal
+		if errors.Is(err, errStale) {
+			code = wire.CodeStale
+			if src.markStale(err) {
+				s.log.Warn("share no longer served: a file changed since it was indexed; share it again",
+					"root", src.root, "err", err)
+			}
+		} else {
+			s.log.Warn("read chunk", "root", src.root, "chunk", i, "err", err)
+		}
+		return w.Write(&wire.Msg{Type: wire.TError, Code: code, About: wire.AboutChunk, Ref: req.id, Text: err.Error()}, nil)
+	}
+	if s.limit != nil {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		if err := s.limit.WaitN(ctx, len(*buf)); err != nil {
+			return nil // closing
+		}
+	}
+	return w.Write(&wire.Msg{Type: wire.TChunk, Index: req.id}, *buf)
+}

@@ -1,0 +1,322 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/shoalnet/shoal/transfer/manifest"
+	"github.com/shoalnet/shoal/transfer/wire"
+)
+
+// session is a fetch's stream to one provider. Its reader goroutine takes
+// haves, blocks and chunks; its sender goroutine writes requests when the
+// scheduler has work for it. Fields marked f.mu are guarded by the fetch's
+// mutex.
+type session struct {
+	f  *fetch
+	p  peer.ID
+	st network.Stream
+
+	wmu sync.Mutex // guards w
+	w   *wire.Writer
+
+	kick chan struct{}
+
+	// f.mu:
+	ready     bool // the provider said what it holds
+	all       bool
+	have      Bitfield
+	stash     []wire.Msg // haves received before the manifest was known
+	stashed   int
+	inflight  map[int64]time.Time
+	cancelled map[int64]struct{} // requests cancelled, whose chunk may still arrive
+	cancels   []int64            // cancels to send
+	window    int
+	lastProg  time.Time // last arrival, or when the in-flight set last became non-empty
+	stalls    int
+	bytes     int64
+	chunks    int64
+	rate      float64 // bytes/s, moving average
+	rateAt    time.Time
+	rateBytes int64
+	dead      error
+	blockWait map[uint64]chan blockResult
+}
+
+type blockResult struct {
+	data []byte
+	err  error
+}
+
+// hasChunk reports whether the provider holds chunk i (f.mu held).
+func (s *session) hasChunk(i int64) bool { return s.all || s.have.Has(i) }
+
+func (s *session) signal() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run opens the stream and reads it until it ends. It always calls
+// f.sessionEnded.
+func (s *session) run(ctx context.Context) {
+	err := s.open(ctx)
+	if err == nil {
+		sctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.sendLoop(sctx)
+		}()
+		err = s.readLoop(sctx)
+		s.st.Reset()
+		cancel()
+		wg.Wait()
+	}
+	s.f.sessionEnded(s, err)
+}
+
+func (s *session) open(ctx context.Context) error {
+	octx, cancel := context.WithTimeout(ctx, s.f.s.cfg.OpenTimeout)
+	defer cancel()
+	st, err := s.f.s.h.NewStream(network.WithAllowLimitedConn(octx, "shoal-xfer"), s.p, wire.ProtocolID)
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	s.f.mu.Lock()
+	if s.f.stopping {
+		s.f.mu.Unlock()
+		st.Reset()
+		return context.Canceled
+	}
+	s.st = st
+	s.f.mu.Unlock()
+	s.w = wire.NewWriter(st, 64<<10)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.w.Write(&wire.Msg{Type: wire.TOpen, Root: s.f.root}, nil); err != nil {
+		st.Reset()
+		return err
+	}
+	if err := s.w.Flush(); err != nil {
+		st.Reset()
+		return err
+	}
+	return nil
+}
+
+// sendLoop writes chunk requests and cancels whenever the scheduler has
+// some for this peer.
+func (s *session) sendLoop(ctx context.Context) {
+	var reqs []int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		}
+		f := s.f
+		f.mu.Lock()
+		if s.dead != nil {
+			f.mu.Unlock()
+			return
+		}
+		reqs = reqs[:0]
+		cancels := s.cancels
+		s.cancels = nil
+		if f.sched != nil && s.ready {
+			now := time.Now()
+			for len(s.inflight) < s.window {
+				i := f.sched.next(s)
+				if i < 0 {
+					break
+				}
+				if len(s.inflight) == 0 {
+					s.lastProg = now
+				}
+				s.inflight[i] = now
+				delete(s.cancelled, i)
+				reqs = append(reqs, i)
+			}
+		}
+		f.mu.Unlock()
+		if len(reqs) == 0 && len(cancels) == 0 {
+			continue
+		}
+		s.wmu.Lock()
+		var err error
+		for _, i := range cancels {
+			if err == nil {
+				err = s.w.Write(&wire.Msg{Type: wire.TCancel, Index: uint64(i)}, nil)
+			}
+		}
+		for _, i := range reqs {
+			if err == nil {
+				err = s.w.Write(&wire.Msg{Type: wire.TRequest, Index: uint64(i)}, nil)
+			}
+		}
+		if err == nil {
+			err = s.w.Flush()
+		}
+		s.wmu.Unlock()
+		if err != nil {
+			s.st.Reset()
+			return
+		}
+	}
+}
+
+// getBlock asks the provider for a manifest block and waits for it.
+func (s *session) getBlock(ctx context.Context, id uint64, c wire.Msg) ([]byte, error) {
+	ch := make(chan blockResult, 1)
+	s.f.mu.Lock()
+	if s.dead != nil {
+		s.f.mu.Unlock()
+		return nil, s.dead
+	}
+	s.blockWait[id] = ch
+	s.f.mu.Unlock()
+	defer func() {
+		s.f.mu.Lock()
+		delete(s.blockWait, id)
+		s.f.mu.Unlock()
+	}()
+	s.wmu.Lock()
+	err := s.w.Write(&c, nil)
+	if err == nil {
+		err = s.w.Flush()
+	}
+	s.wmu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	t := time.NewTimer(s.f.s.cfg.RequestTimeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.data, r.err
+	case <-t.C:
+		return nil, fmt.Errorf("manifest block %s: no answer from %s within %v", c.CID, s.p, s.f.s.cfg.RequestTimeout)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// maxStash bounds the have-bits kept from a provider before the manifest
+// is known (enough for a share of 128 Mi chunks).
+const maxStash = 16 << 20
+
+func (s *session) readLoop(ctx context.Context) error {
+	f := s.f
+	r := wire.NewReader(s.st, f.s.cfg.StreamBuffer)
+	for {
+		m, err := r.Next()
+		if err != nil {
+			if err == io.EOF {
+				return errors.New("provider closed the stream")
+			}
+			return err
+		}
+		switch m.Type {
+		case wire.THaveAll, wire.THave, wire.THaveUpdate:
+			if err := f.onHave(s, m); err != nil {
+				return err
+			}
+		case wire.TBlock:
+			if m.Length > manifest.MaxBlockSize {
+				return fmt.Errorf("%w: block of %d bytes", wire.ErrProtocol, m.Length)
+			}
+			data := make([]byte, m.Length)
+			if err := r.ReadPayload(data); err != nil {
+				return err
+			}
+			f.mu.Lock()
+			ch := s.blockWait[m.ID]
+			f.mu.Unlock()
+			if ch != nil {
+				ch <- blockResult{data: data}
+			}
+		case wire.TChunk:
+			if err := s.onChunk(ctx, r, m); err != nil {
+				return err
+			}
+		case wire.TError:
+			if err := f.onError(s, m); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%w: unexpected %v from the serving side", wire.ErrProtocol, m.Type)
+		}
+	}
+}
+
+// onChunk reads a chunk's payload and hands it to the verifiers.
+func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error {
+	f := s.f
+	f.mu.Lock()
+	if f.sched == nil || int64(m.Index) >= f.sched.n {
+		f.mu.Unlock()
+		return fmt.Errorf("%w: chunk %d not requested", wire.ErrProtocol, m.Index)
+	}
+	i := int64(m.Index)
+	_, asked := s.inflight[i]
+	_, wasCancelled := s.cancelled[i]
+	if !asked && !wasCancelled {
+		f.mu.Unlock()
+		return fmt.Errorf("%w: chunk %d not requested", wire.ErrProtocol, i)
+	}
+	if want := f.m.ChunkLen(i); int64(m.Length) != want {
+		f.mu.Unlock()
+		return fmt.Errorf("%w: chunk %d is %d bytes, want %d", wire.ErrProtocol, i, m.Length, want)
+	}
+	now := time.Now()
+	if asked {
+		delete(s.inflight, i)
+		// Keep the chunk assigned while it is verified.
+		f.sched.release(i, s, true)
+	} else {
+		delete(s.cancelled, i)
+	}
+	s.lastProg = now
+	s.stalls = 0
+	if s.window < f.s.cfg.MaxWindow && len(s.inflight)+1 >= s.window {
+		s.window++ // window-limited: open it (doubles per round trip)
+	}
+	f.received += int64(m.Length)
+	f.mu.Unlock()
+	s.signal()
+
+	buf := f.s.getBuf(int(m.Length))
+	if err := r.ReadPayload(*buf); err != nil {
+		f.s.putBuf(buf)
+		f.mu.Lock()
+		if asked {
+			f.sched.requeue(i)
+		}
+		f.mu.Unlock()
+		return err
+	}
+	select {
+	case f.arrivals <- arrival{s: s, i: i, buf: buf, asked: asked}:
+		return nil
+	case <-ctx.Done():
+		f.s.putBuf(buf)
+		return ctx.Err()
+	}
+}
+
+type arrival struct {
+	s     *session
+	i     int64
+	buf   *[]byte
+	asked bool
+}
