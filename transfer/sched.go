@@ -22,15 +22,15 @@ const maxEndgameOwners = 2
 // serve is rarest first. Each bucket is an indexable set with O(1) add,
 // remove and random pick.
 type scheduler struct {
-	n        int64
-	state    []uint8
-	avail    []uint16 // partial holders per chunk
-	pos      []int32  // index of the chunk in its bucket, -1 when not missing
-	buckets  [][]int64
-	missing  int64
-	done     int64
-	owners   map[int64][]*session
-	rng      *rand.Rand
+	n       int64
+	state   []uint8
+	avail   []uint16 // partial holders per chunk
+	pos     []int32  // index of the chunk in its bucket, -1 when not missing
+	buckets [][]int64
+	missing int64
+	done    int64
+	owners  map[int64][]*session
+	rng     *rand.Rand
 }
 
 func newScheduler(n int64, have Bitfield) *scheduler {

@@ -125,7 +125,7 @@ type Service struct {
 	closed  bool
 
 	pools [bits.UintSize]sync.Pool // chunk buffers by log2 size
-	limit *rate.Limiter             // nil: unlimited upload
+	limit *rate.Limiter            // nil: unlimited upload
 }
 
 // New starts the service on h, keeping its state in db, and serves the
