@@ -96,8 +96,11 @@ func (q *serveQueue) pop() (request, bool) {
 }
 
 // serve runs the serving side of one transfer stream until the peer closes
-// it (nil) or breaks the protocol (an error; the caller resets the stream).
-func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID) error {
+// it (nil) or breaks the protocol (an error). abort must unblock pending
+// reads and writes (reset the stream): serve calls it when the peer
+// breaks the protocol, so that a writer blocked on a peer that does not
+// read cannot hold it.
+func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort func()) error {
 	r := wire.NewReader(rw, 16<<10)
 	w := wire.NewWriter(rw, s.cfg.StreamBuffer)
 	open, err := r.Next()
@@ -145,6 +148,7 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID) error 
 
 	rerr := s.serveReader(r, src, q, w)
 	cancel()
+	abort()
 	err = <-werr
 	if rerr == io.EOF {
 		return err

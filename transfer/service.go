@@ -515,7 +515,7 @@ func (s *Service) handleStream(st network.Stream) {
 		return
 	}
 	defer s.untrack(st)
-	err := s.serve(s.ctx, st, st.Conn().RemotePeer())
+	err := s.serve(s.ctx, st, st.Conn().RemotePeer(), func() { st.Reset() })
 	if err != nil {
 		s.log.Debug("serve stream ended", "peer", st.Conn().RemotePeer(), "err", err)
 		st.Reset()

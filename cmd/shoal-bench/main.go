@@ -1,0 +1,86 @@
+// Command shoal-bench measures shoal's performance figures as ratios
+// against a baseline measured in the same run, on the same machine:
+//
+//	shoal-bench hash  [--size 1GiB] [--runs 5] [--dir DIR] [--json FILE] [--cpuprofile PREFIX]
+//	shoal-bench fetch [--size 1GiB] [--runs 3] [--dir DIR] [--discard] [--json FILE] [--cpuprofile PREFIX]
+//
+// hash compares manifest.BuildFromPath with BLAKE3-256 on all cores from
+// memory; fetch compares a single-peer shoal fetch over loopback TCP with a
+// plain TLS 1.3 copy of the same bytes. Each prints the command that
+// reproduces it, the machine and the date, the per-run figures, their
+// medians and the median of the per-run ratios. BENCHMARKS.md at the
+// repository root records the results.
+//
+// Files go in a new directory under --dir (default os.TempDir()), removed
+// at the end, also on error, SIGINT or SIGTERM, or when the output
+// cannot be written.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: shoal-bench <command> [flags]
+
+commands:
+  hash   BLAKE3 on all cores vs manifest.BuildFromPath
+  fetch  single-peer shoal fetch vs a plain TLS 1.3 copy over loopback
+
+Run 'shoal-bench <command> -h' for the flags of a command.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Output piped into head must not kill the program before its
+	// clean-up: a failed write to stdout cancels the run instead.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, cancel := context.WithCancel(ctx)
+	err := run(ctx, os.Args[1:], &cancelOnError{w: os.Stdout, cancel: cancel})
+	cancel()
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shoal-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// errUsage: the command line was wrong; the usage was printed.
+var errUsage = errors.New("bad usage")
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "hash":
+		return hashCmd(ctx, args[1:], out)
+	case "fetch":
+		return fetchCmd(ctx, args[1:], out)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(out, usage)
+		return nil
+	}
+	fmt.Fprint(os.Stderr, usage)
+	return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+}
+
+// cancelOnError passes writes to w and calls cancel when one fails.
+type cancelOnError struct {
+	w      io.Writer
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnError) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if err != nil {
+		c.cancel()
+	}
+	return n, err
+}

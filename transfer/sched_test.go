@@ -1,0 +1,179 @@
+package transfer
+
+import (
+	"testing"
+	"time"
+)
+
+func testSession(all bool, n int64, have ...int64) *session {
+	s := &session{all: all, inflight: map[int64]time.Time{}}
+	if !all {
+		s.have = NewBitfield(n)
+		for _, i := range have {
+			s.have.Set(i)
+		}
+	}
+	return s
+}
+
+// addPartial registers a partial holder's chunks with the scheduler.
+func addPartial(sc *scheduler, s *session) {
+	for i := int64(0); i < sc.n; i++ {
+		if s.have.Has(i) {
+			sc.gained(i)
+		}
+	}
+}
+
+func TestSchedulerRarestFirst(t *testing.T) {
+	const n = 100
+	sc := newScheduler(n, nil)
+	seeder := testSession(true, n)
+	a := testSession(false, n, 0, 1, 2, 3, 4)
+	b := testSession(false, n, 0, 1, 2)
+	addPartial(sc, a)
+	addPartial(sc, b)
+	// Chunks 0-2 are held by both partial peers, 3-4 by one, the rest by
+	// the seeder alone: the seeder is asked for what only it has.
+	for k := 0; k < n-5; k++ {
+		i := sc.next(seeder)
+		if i < 5 {
+			t.Fatalf("seeder was given chunk %d while rarer ones were missing", i)
+		}
+	}
+	// a is asked for its rarest chunks (3, 4) before the common ones.
+	got := map[int64]bool{sc.next(a): true, sc.next(a): true}
+	if !got[3] || !got[4] {
+		t.Fatalf("partial peer picked %v, want its rarest chunks 3 and 4", got)
+	}
+	for k := 0; k < 3; k++ {
+		if i := sc.next(b); i < 0 || i > 2 {
+			t.Fatalf("b picked %d, which it does not hold", i)
+		}
+	}
+	if sc.missing != 0 {
+		t.Fatalf("%d chunks still missing", sc.missing)
+	}
+}
+
+func TestSchedulerNoDuplicatesBeforeEndgame(t *testing.T) {
+	const n = 1000
+	sc := newScheduler(n, nil)
+	peers := []*session{testSession(true, n), testSession(true, n), testSession(true, n)}
+	seen := make(map[int64]bool)
+	for k := 0; sc.missing > 0; k++ {
+		i := sc.next(peers[k%3])
+		if seen[i] {
+			t.Fatalf("chunk %d assigned twice while chunks were still missing", i)
+		}
+		seen[i] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("assigned %d of %d", len(seen), n)
+	}
+}
+
+func TestSchedulerEndgameAndCancel(t *testing.T) {
+	const n = 4
+	sc := newScheduler(n, nil)
+	slow, fast := testSession(true, n), testSession(true, n)
+	for range n {
+		sc.next(slow)
+	}
+	// Everything is in flight with slow: fast gets duplicates, at most
+	// maxEndgameOwners per chunk.
+	dups := map[int64]bool{}
+	for {
+		i := sc.next(fast)
+		if i < 0 {
+			break
+		}
+		if dups[i] {
+			t.Fatalf("chunk %d given to the same peer twice", i)
+		}
+		dups[i] = true
+	}
+	if len(dups) != n {
+		t.Fatalf("endgame duplicated %d chunks, want %d", len(dups), n)
+	}
+	third := testSession(true, n)
+	if i := sc.next(third); i >= 0 {
+		t.Fatalf("chunk %d given to a third peer in the endgame", i)
+	}
+	// fast delivers chunk 0: slow must be told to cancel it.
+	losers, first := sc.finish(0)
+	if !first || len(losers) != 2 {
+		t.Fatalf("finish: first=%v owners=%d", first, len(losers))
+	}
+	if _, again := sc.finish(0); again {
+		t.Fatal("a chunk finished twice")
+	}
+}
+
+func TestSchedulerReleaseReturnsWork(t *testing.T) {
+	const n = 10
+	sc := newScheduler(n, nil)
+	gone, other := testSession(true, n), testSession(true, n)
+	var mine []int64
+	for range 5 {
+		mine = append(mine, sc.next(gone))
+	}
+	for _, i := range mine {
+		sc.release(i, gone, false)
+	}
+	if sc.missing != n {
+		t.Fatalf("missing %d after release, want %d", sc.missing, n)
+	}
+	for range n {
+		if sc.next(other) < 0 {
+			t.Fatal("released chunk not reassigned")
+		}
+	}
+}
+
+func TestSchedulerResumeSkipsHeld(t *testing.T) {
+	const n = 16
+	have := NewBitfield(n)
+	for i := int64(0); i < n; i += 2 {
+		have.Set(i)
+	}
+	sc := newScheduler(n, have)
+	if sc.done != n/2 || sc.missing != n/2 {
+		t.Fatalf("done %d missing %d", sc.done, sc.missing)
+	}
+	s := testSession(true, n)
+	for range n / 2 {
+		if i := sc.next(s); i%2 == 0 {
+			t.Fatalf("held chunk %d scheduled", i)
+		}
+	}
+}
+
+// The cost of scheduling a chunk must not grow with the chunks already
+// done: pick, finish, repeat over 10,000 chunks and 50 peers.
+func BenchmarkSchedulerNext(b *testing.B) {
+	const n, peers = 10000, 50
+	b.ReportAllocs()
+	for b.Loop() {
+		sc := newScheduler(n, nil)
+		ss := make([]*session, peers)
+		for k := range ss {
+			if k%2 == 0 {
+				ss[k] = testSession(true, n)
+			} else {
+				ss[k] = testSession(false, n)
+				for i := int64(k); i < n; i += 3 {
+					ss[k].have.Set(i)
+				}
+				addPartial(sc, ss[k])
+			}
+		}
+		for k := 0; !sc.complete(); k++ {
+			s := ss[k%peers]
+			if i := sc.next(s); i >= 0 {
+				sc.release(i, s, true)
+				sc.finish(i)
+			}
+		}
+	}
+}
