@@ -464,3 +464,25 @@ func TestFetchErrors(t *testing.T) {
 		t.Fatal("sharing a missing path succeeded")
 	}
 }
+
+// With no catalog entry and no peer given, the fetcher finds the holder
+// through the DHT alone.
+func TestFetchThroughDHT(t *testing.T) {
+	boot := newTestNode(t)
+	bootstrap := func(c *Config) { c.BootstrapPeers = []peer.AddrInfo{boot.AddrInfo()} }
+	holder, fetcher := newTestNode(t, bootstrap), newTestNode(t, bootstrap)
+	src := randomFile(t, t.TempDir(), "data.bin", 3<<20)
+	ctx := context.Background()
+	root, err := holder.Share(ctx, src, ShareOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.dht.Provide(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	res, err := fetcher.Fetch(ctx, root, filepath.Join(t.TempDir(), "out"), FetchOptions{noCatalog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameFile(t, src, res.Path)
+}

@@ -29,8 +29,9 @@ type fetchOptions struct {
 	Discard    bool   // also measure the TLS copy into io.Discard
 	JSON       string
 	CPUProfile string
-	Trace      string // runtime/trace of each timed shoal fetch: PREFIX.shoal-runN.trace
-	Timeline   bool   // print the shoal fetch's progress reports
+	Trace      string        // runtime/trace of each timed shoal fetch: PREFIX.shoal-runN.trace
+	Timeline   bool          // print the shoal fetch's progress reports
+	Checkpoint time.Duration // transfer.Config.CheckpointInterval; 0: the default
 	Args       []string
 	Out        io.Writer
 }
@@ -98,6 +99,7 @@ func fetchCmd(ctx context.Context, args []string, out io.Writer) error {
 	prof := fs.String("cpuprofile", "", "write a CPU profile of each timed section to PREFIX.<variant>-runN.pprof")
 	trace := fs.String("trace", "", "write an execution trace of each timed shoal fetch to PREFIX.shoal-runN.trace")
 	timeline := fs.Bool("timeline", false, "print the shoal fetch's progress reports (every 200 ms)")
+	checkpoint := fs.Duration("checkpoint", 0, "the fetcher's checkpoint interval (fsync + have-bitfield record); 0: the node's default")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: shoal-bench fetch [flags]\n\n"+
 			"A single-peer shoal fetch over loopback TCP vs a plain TLS 1.3 copy of the\n"+
@@ -118,12 +120,15 @@ func fetchCmd(ctx context.Context, args []string, out io.Writer) error {
 	if *discard {
 		repro = append(repro, "--discard")
 	}
+	if *checkpoint != 0 {
+		repro = append(repro, "--checkpoint", checkpoint.String())
+	}
 	if *dir != "" {
 		repro = append(repro, "--dir", *dir)
 	}
 	_, err := runFetch(ctx, fetchOptions{
 		Size: size.n, Runs: *runs, Warmup: *warmup, Dir: *dir, Discard: *discard, JSON: *jsonPath,
-		CPUProfile: *prof, Trace: *trace, Timeline: *timeline, Args: repro, Out: out,
+		CPUProfile: *prof, Trace: *trace, Timeline: *timeline, Checkpoint: *checkpoint, Args: repro, Out: out,
 	})
 	return err
 }
@@ -252,6 +257,7 @@ func shoalFetch(ctx context.Context, run *FetchRun, res *FetchResult, dir, src s
 		cfg := node.DefaultConfig()
 		cfg.Home = home
 		cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
+		cfg.Transfer.CheckpointInterval = o.Checkpoint
 		n, err := node.New(ctx, cfg)
 		if err != nil {
 			os.RemoveAll(home)

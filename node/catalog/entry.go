@@ -31,7 +31,14 @@ type Entry struct {
 	Removed   bool      `json:"removed,omitempty"`
 }
 
-// wireEntry is the signed encoding.
+// signed is the encoding on the wire: the entry's encoding and the
+// publisher's signature over exactly those bytes.
+type signed struct {
+	Body []byte `cbor:"b"`
+	Sig  []byte `cbor:"s"`
+}
+
+// wireEntry is the encoding of an entry.
 type wireEntry struct {
 	Root      []byte `cbor:"root"`
 	Name      string `cbor:"name"`
@@ -40,7 +47,6 @@ type wireEntry struct {
 	Publisher []byte `cbor:"pub"`
 	Time      int64  `cbor:"time"` // Unix nanoseconds
 	Removed   bool   `cbor:"rm"`
-	Sig       []byte `cbor:"sig,omitempty"`
 }
 
 var (
@@ -55,11 +61,12 @@ func init() {
 		panic(err)
 	}
 	decMode, err = cbor.DecOptions{
-		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
-		MaxNestedLevels:  4,
-		MaxArrayElements: 16,
-		MaxMapPairs:      16,
-		IndefLength:      cbor.IndefLengthForbidden,
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		MaxNestedLevels:   4,
+		MaxArrayElements:  16,
+		MaxMapPairs:       16,
+		IndefLength:       cbor.IndefLengthForbidden,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
 	}.DecMode()
 	if err != nil {
 		panic(err)
@@ -82,16 +89,15 @@ func Sign(e Entry, key crypto.PrivKey) ([]byte, error) {
 	if e.Publisher != id {
 		return nil, fmt.Errorf("catalog: key of %s cannot sign for %s", id, e.Publisher)
 	}
-	w := e.toWire()
-	body, err := encMode.Marshal(w)
+	body, err := encMode.Marshal(e.toWire())
 	if err != nil {
 		return nil, err
 	}
-	w.Sig, err = key.Sign(body)
+	sig, err := key.Sign(body)
 	if err != nil {
 		return nil, err
 	}
-	out, err := encMode.Marshal(w)
+	out, err := encMode.Marshal(signed{Body: body, Sig: sig})
 	if err != nil {
 		return nil, err
 	}
@@ -107,13 +113,13 @@ func Decode(data []byte) (Entry, error) {
 	if len(data) > MaxEntrySize {
 		return Entry{}, fmt.Errorf("%w: %d bytes exceeds %d", ErrInvalid, len(data), MaxEntrySize)
 	}
-	var w wireEntry
-	rest, err := decMode.UnmarshalFirst(data, &w)
-	if err != nil {
+	var sg signed
+	if err := decMode.Unmarshal(data, &sg); err != nil {
 		return Entry{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if len(rest) != 0 {
-		return Entry{}, fmt.Errorf("%w: trailing bytes", ErrInvalid)
+	var w wireEntry
+	if err := decMode.Unmarshal(sg.Body, &w); err != nil {
+		return Entry{}, fmt.Errorf("%w: body: %v", ErrInvalid, err)
 	}
 	_, root, err := cid.CidFromBytes(w.Root)
 	if err != nil {
@@ -136,13 +142,7 @@ func Decode(data []byte) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("%w: publisher key: %v", ErrInvalid, err)
 	}
-	sig := w.Sig
-	w.Sig = nil
-	body, err := encMode.Marshal(w)
-	if err != nil {
-		return Entry{}, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	ok, err := key.Verify(body, sig)
+	ok, err := key.Verify(sg.Body, sg.Sig)
 	if err != nil || !ok {
 		return Entry{}, fmt.Errorf("%w: bad signature from %s", ErrInvalid, pub)
 	}
