@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -485,4 +487,32 @@ func TestFetchThroughDHT(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameFile(t, src, res.Path)
+}
+
+// A destination on a nearly full file system is refused before any chunk
+// is fetched, with a message that says so.
+func TestFetchDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	small := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", small).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", small).Run() })
+	a, b := newTestNode(t), newTestNode(t)
+	src := randomFile(t, t.TempDir(), "big.bin", 16<<20)
+	ctx := context.Background()
+	root, err := a.Share(ctx, src, ShareOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Fetch(ctx, root, filepath.Join(small, "big.bin"), FetchOptions{Peers: []peer.AddrInfo{a.AddrInfo()}, NoDHT: true})
+	if err == nil || !strings.Contains(err.Error(), "not enough disk space") {
+		t.Fatalf("fetch onto a full disk: %v", err)
+	}
+	entries, _ := os.ReadDir(small)
+	if len(entries) != 0 {
+		t.Fatalf("left behind on the full disk: %v", entries)
+	}
 }

@@ -211,6 +211,13 @@ func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, 
 			if !ok {
 				break
 			}
+			if src.rec == nil {
+				// A fetch that completes hands its root over to a share
+				// at the destination: serve from there from now on.
+				if cur := s.source(src.root); cur != nil && cur != src && cur.rec != nil {
+					src = cur
+				}
+			}
 			if err := s.answer(ctx, w, src, req); err != nil {
 				return err
 			}
@@ -251,6 +258,10 @@ func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req r
 				s.log.Warn("share no longer served: a file changed since it was indexed; share it again",
 					"root", src.root, "err", err)
 			}
+		} else if src.rec == nil {
+			// A partial copy being renamed into place: the chunk is not
+			// to be had here for a moment.
+			code = wire.CodeUnavailable
 		} else {
 			s.log.Warn("read chunk", "root", src.root, "chunk", i, "err", err)
 		}
