@@ -24,6 +24,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/shoalnet/shoal/dht"
@@ -353,3 +354,20 @@ func (n *Node) Catalog() ([]catalog.Entry, error) { return n.cat.List() }
 
 // SyncCatalog pulls p's catalog now.
 func (n *Node) SyncCatalog(ctx context.Context, p peer.ID) error { return n.cat.Sync(ctx, p) }
+
+// Fetches returns the fetches in progress.
+func (n *Node) Fetches() []transfer.Progress { return n.xfer.Fetches() }
+
+// DHTPeers is the size of the DHT routing table.
+func (n *Node) DHTPeers() int { return n.dht.RoutingTableSize() }
+
+// Reachability says whether the node listens on a public address; behind
+// NAT, peers outside the LAN reach it only if they can dial in.
+func (n *Node) Reachability() string {
+	for _, a := range n.h.Addrs() {
+		if manet.IsPublicAddr(a) {
+			return "public address"
+		}
+	}
+	return "private addresses only"
+}

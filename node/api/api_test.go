@@ -1,0 +1,158 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/shoalnet/shoal/node"
+	"github.com/shoalnet/shoal/transfer"
+	"github.com/shoalnet/shoal/transfer/manifest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// daemon is a node with its API served in-process.
+type daemon struct {
+	n    *node.Node
+	c    *Client
+	home string
+}
+
+func newDaemon(t *testing.T) *daemon {
+	t.Helper()
+	home := t.TempDir()
+	cfg := node.DefaultConfig()
+	cfg.Home = home
+	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
+	n, err := node.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Listen(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: NewServer(n, "test", nil)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(l)
+	}()
+	c := NewClient(home)
+	t.Cleanup(func() {
+		c.Close()
+		srv.Close()
+		<-done
+		n.Close()
+	})
+	return &daemon{n: n, c: c, home: home}
+}
+
+func (d *daemon) addr() string { return d.n.Addrs()[0].String() }
+
+func writeRandom(t *testing.T, size int) (string, []byte) {
+	t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	p := filepath.Join(t.TempDir(), "payload.bin")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p, data
+}
+
+func TestShareFetchThroughAPI(t *testing.T) {
+	a, b := newDaemon(t), newDaemon(t)
+	ctx := context.Background()
+	src, data := writeRandom(t, 5<<20+1)
+	var indexed int
+	done, err := a.c.Share(ctx, ShareRequest{Path: src}, func(p manifest.BuildProgress) { indexed++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(done.Root, "bafy") || done.Name != "payload.bin" {
+		t.Fatalf("share result: %+v", done)
+	}
+	shares, err := a.c.Shares(ctx)
+	if err != nil || len(shares) != 1 || shares[0].Root.String() != done.Root {
+		t.Fatalf("shares: %+v %v", shares, err)
+	}
+	dst := filepath.Join(t.TempDir(), "copy.bin")
+	var events int
+	res, err := b.c.Fetch(ctx, FetchRequest{Root: done.Root, Dst: dst, Peers: []string{a.addr()}, NoDHT: true},
+		func(transfer.Progress) { events++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(res.Path)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetched copy differs (%v)", err)
+	}
+	if res.Fetch == nil || res.Fetch.Bytes != int64(len(data)) {
+		t.Fatalf("final progress: %+v", res.Fetch)
+	}
+	// b is connected to a now, and both know the share.
+	peers, err := b.c.Peers(ctx)
+	if err != nil || len(peers) == 0 {
+		t.Fatalf("peers: %v %v", peers, err)
+	}
+	st, err := b.c.Status(ctx)
+	if err != nil || st.ID != b.n.ID().String() || st.Shares != 1 || st.Peers == 0 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	cat, err := a.c.Catalog(ctx)
+	if err != nil || len(cat) == 0 || cat[0].Root.String() != done.Root {
+		t.Fatalf("catalog: %+v %v", cat, err)
+	}
+	// Fetching onto an existing file is refused with the sentinel.
+	_, err = b.c.Fetch(ctx, FetchRequest{Root: done.Root, Dst: dst, Peers: []string{a.addr()}, NoDHT: true}, nil)
+	if !errors.Is(err, transfer.ErrExists) {
+		t.Fatalf("existing destination: %v, want ErrExists", err)
+	}
+	if err := a.c.Unshare(ctx, done.Root); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.c.Unshare(ctx, done.Root); !errors.Is(err, transfer.ErrNotFound) {
+		t.Fatalf("second unshare: %v, want ErrNotFound", err)
+	}
+}
+
+func TestAPIErrors(t *testing.T) {
+	a := newDaemon(t)
+	ctx := context.Background()
+	if _, err := a.c.Fetch(ctx, FetchRequest{Root: "not-a-cid", Dst: "x"}, nil); err == nil || !strings.Contains(err.Error(), "malformed CID") {
+		t.Fatalf("malformed CID: %v", err)
+	}
+	raw := "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+	if _, err := a.c.Fetch(ctx, FetchRequest{Root: raw, Dst: "x"}, nil); !errors.Is(err, node.ErrNotRoot) {
+		t.Fatalf("chunk CID: %v, want ErrNotRoot", err)
+	}
+	root := "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+	if _, err := a.c.Fetch(ctx, FetchRequest{Root: root, Dst: filepath.Join(t.TempDir(), "x"), NoDHT: true}, nil); !errors.Is(err, transfer.ErrNoProviders) {
+		t.Fatalf("no providers: %v, want ErrNoProviders", err)
+	}
+	if _, err := a.c.Share(ctx, ShareRequest{Path: filepath.Join(t.TempDir(), "missing")}, nil); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("missing path: %v", err)
+	}
+	st, err := os.Stat(filepath.Join(a.home, SocketName))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode: %v %v", st.Mode(), err)
+	}
+}
+
+func TestNoDaemon(t *testing.T) {
+	c := NewClient(t.TempDir())
+	defer c.Close()
+	if _, err := c.Status(context.Background()); !errors.Is(err, ErrNoDaemon) || !strings.Contains(err.Error(), "shoal --home") {
+		t.Fatalf("no daemon: %v", err)
+	}
+}

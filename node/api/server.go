@@ -1,0 +1,255 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/shoalnet/shoal/node"
+	"github.com/shoalnet/shoal/transfer"
+	"github.com/shoalnet/shoal/transfer/manifest"
+)
+
+// Server serves the API over a node. It is an http.Handler.
+type Server struct {
+	n       *node.Node
+	version string
+	log     *slog.Logger
+	mux     *http.ServeMux
+}
+
+// NewServer returns the API handler for n.
+func NewServer(n *node.Node, version string, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{n: n, version: version, log: log, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /v1/status", s.status)
+	s.mux.HandleFunc("GET /v1/peers", s.peers)
+	s.mux.HandleFunc("GET /v1/catalog", s.catalog)
+	s.mux.HandleFunc("GET /v1/shares", s.shares)
+	s.mux.HandleFunc("POST /v1/share", s.share)
+	s.mux.HandleFunc("POST /v1/fetch", s.fetch)
+	s.mux.HandleFunc("DELETE /v1/shares/{root}", s.unshare)
+	s.mux.HandleFunc("POST /v1/connect", s.connect)
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Listen creates the API socket in home with mode 0600, replacing a stale
+// one. The caller must hold the home (a running node), so no live daemon
+// can own the socket.
+func Listen(home string) (net.Listener, error) {
+	p := filepath.Join(home, SocketName)
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("api: remove stale socket: %w", err)
+	}
+	l, err := net.Listen("unix", p)
+	if err != nil {
+		return nil, fmt.Errorf("api: listen on %s: %w", p, err)
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	return l, nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(Event{Type: "error", Error: err.Error(), Code: codeOf(err)})
+}
+
+func codeOf(err error) string {
+	switch {
+	case errors.Is(err, transfer.ErrExists):
+		return CodeExists
+	case errors.Is(err, transfer.ErrNoProviders):
+		return CodeNoProviders
+	case errors.Is(err, transfer.ErrNotFound), errors.Is(err, os.ErrNotExist):
+		return CodeNotFound
+	case errors.Is(err, node.ErrNotRoot):
+		return CodeNotRoot
+	case errors.Is(err, context.Canceled):
+		return CodeCanceled
+	}
+	return CodeInternal
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st := Status{
+		ID: s.n.ID().String(), Network: s.n.Network(), Version: s.version,
+		Started: s.n.Started(), Uptime: time.Since(s.n.Started()),
+		Peers: len(s.n.Peers()), Shares: len(s.n.Shares()),
+		Fetches: s.n.Fetches(), DHTPeers: s.n.DHTPeers(), Reachable: s.n.Reachability(),
+	}
+	for _, a := range s.n.Addrs() {
+		st.Addrs = append(st.Addrs, a.String())
+	}
+	if cat, err := s.n.Catalog(); err == nil {
+		st.Catalog = len(cat)
+	}
+	writeJSON(w, st)
+}
+
+func (s *Server) peers(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.n.Peers()) }
+
+func (s *Server) catalog(w http.ResponseWriter, r *http.Request) {
+	cat, err := s.n.Catalog()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, cat)
+}
+
+func (s *Server) shares(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.n.Shares()) }
+
+func (s *Server) unshare(w http.ResponseWriter, r *http.Request) {
+	root, err := cid.Decode(r.PathValue("root"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("malformed CID %q: %w", r.PathValue("root"), err))
+		return
+	}
+	if err := s.n.Unshare(r.Context(), root); err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, transfer.ErrNotFound) {
+			status = http.StatusNotFound
+		}
+		writeError(w, status, err)
+		return
+	}
+	writeJSON(w, map[string]string{"root": root.String()})
+}
+
+func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
+	var req ConnectRequest
+	if err := decode(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	ai, err := peer.AddrInfoFromString(req.Addr)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("address %q: %w", req.Addr, err))
+		return
+	}
+	if err := s.n.Connect(r.Context(), *ai); err != nil {
+		writeError(w, http.StatusBadGateway, err)
+		return
+	}
+	writeJSON(w, map[string]string{"id": ai.ID.String()})
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("bad request body: %w", err)
+	}
+	return nil
+}
+
+// stream writes NDJSON events; send is safe for concurrent use.
+type stream struct {
+	mu  sync.Mutex
+	w   http.ResponseWriter
+	enc *json.Encoder
+}
+
+func newStream(w http.ResponseWriter) *stream {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	return &stream{w: w, enc: json.NewEncoder(w)}
+}
+
+func (st *stream) send(e Event) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.enc.Encode(e)
+	if f, ok := st.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Server) share(w http.ResponseWriter, r *http.Request) {
+	var req ShareRequest
+	if err := decode(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if !filepath.IsAbs(req.Path) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("path %q is not absolute", req.Path))
+		return
+	}
+	if _, err := os.Stat(req.Path); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("cannot share %s: %w", req.Path, err))
+		return
+	}
+	st := newStream(w)
+	root, err := s.n.Share(r.Context(), req.Path, node.ShareOptions{
+		ChunkSize: req.ChunkSize, SHA256: req.SHA256,
+		Progress: func(p manifest.BuildProgress) { st.send(Event{Type: "progress", Index: &p}) },
+	})
+	if err != nil {
+		st.send(Event{Type: "error", Error: err.Error(), Code: codeOf(err)})
+		return
+	}
+	st.send(Event{Type: "done", Root: root.String(), Name: filepath.Base(req.Path), Path: req.Path})
+}
+
+func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
+	var req FetchRequest
+	if err := decode(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	root, err := cid.Decode(req.Root)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("malformed CID %q: %w", req.Root, err))
+		return
+	}
+	if err := node.CheckRoot(root); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if !filepath.IsAbs(req.Dst) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("destination %q is not absolute", req.Dst))
+		return
+	}
+	opts := node.FetchOptions{Overwrite: req.Overwrite, NoDHT: req.NoDHT}
+	for _, a := range req.Peers {
+		ai, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("peer %q: %w (want a multiaddr ending in /p2p/<peer id>)", a, err))
+			return
+		}
+		opts.Peers = append(opts.Peers, *ai)
+	}
+	st := newStream(w)
+	opts.Progress = func(p transfer.Progress) { st.send(Event{Type: "progress", Fetch: &p}) }
+	res, err := s.n.Fetch(r.Context(), root, req.Dst, opts)
+	if err != nil {
+		st.send(Event{Type: "error", Error: err.Error(), Code: codeOf(err)})
+		return
+	}
+	p := res.Progress
+	st.send(Event{Type: "done", Root: root.String(), Name: res.Manifest.Name, Path: res.Path, Fetch: &p})
+}
