@@ -36,6 +36,10 @@ type Config struct {
 	FindTimeout time.Duration
 	// ProvideTimeout bounds one DHT provide. Default 1m.
 	ProvideTimeout time.Duration
+	// MDNS announces the node on the LAN and connects to the peers of
+	// the same network found there. It sends multicast on every interface.
+	// Default false.
+	MDNS bool
 	// Transfer tunes the transfer service.
 	Transfer transfer.Config
 	// Libp2pOptions are appended to the host's options (they win).

@@ -34,6 +34,8 @@ func CheckRoot(c cid.Cid) error {
 type FetchOptions struct {
 	// Overwrite replaces an existing destination.
 	Overwrite bool
+	// IntoDir makes dst a directory: the content lands at dst/<share name>.
+	IntoDir bool
 	// Peers are providers to try first (their addresses are dialled).
 	Peers []peer.AddrInfo
 	// NoDHT skips the DHT search (only catalog holders and Peers).
@@ -71,6 +73,7 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOp
 	}()
 	res, err := n.xfer.Fetch(ctx, root, dst, transfer.FetchOptions{
 		Overwrite: opts.Overwrite,
+		IntoDir:   opts.IntoDir,
 		Providers: providers,
 		Progress:  opts.Progress,
 		OnBadPeer: func(p peer.ID, err error) {

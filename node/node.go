@@ -58,6 +58,7 @@ type Node struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	mdns      interface{ Close() error } // nil unless Config.MDNS
 }
 
 // New starts a node: it opens (or creates) the home, listens, joins the
@@ -160,6 +161,12 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		cfg: cfg, log: cfg.Logger, key: key, h: h, db: db, dht: kad, ps: ps,
 		cat: cat, xfer: xfer, started: time.Now(), ctx: nctx, cancel: cancel,
 	}
+	if cfg.MDNS {
+		if err := n.startMDNS(); err != nil {
+			n.Close()
+			return nil, fmt.Errorf("node: mdns: %w", err)
+		}
+	}
 	if len(cfg.BootstrapPeers) > 0 {
 		if err := kad.Bootstrap(ctx); err != nil {
 			n.log.Warn("bootstrap", "err", err)
@@ -201,7 +208,11 @@ func newHost(cfg Config, key crypto.PrivKey) (host.Host, error) {
 // checkpointed and resume on the next start. It may be called twice.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
-		errs := []error{n.xfer.Close(), n.cat.Close()}
+		var errs []error
+		if n.mdns != nil {
+			errs = append(errs, n.mdns.Close())
+		}
+		errs = append(errs, n.xfer.Close(), n.cat.Close())
 		n.cancel() // gossipsub and background provides
 		n.wg.Wait()
 		errs = append(errs, n.dht.Close(), n.h.Close(), n.db.Close())

@@ -22,6 +22,9 @@ import (
 type FetchOptions struct {
 	// Overwrite replaces an existing destination.
 	Overwrite bool
+	// IntoDir makes dst a directory to fetch into: the content lands at
+	// dst/<share name>, known once the manifest is.
+	IntoDir bool
 	// Peers are providers to try first.
 	Peers []peer.ID
 	// Providers delivers more providers as they are found; Fetch gives up
@@ -130,10 +133,16 @@ func (s *Service) Fetch(ctx context.Context, root cid.Cid, dst string, opts Fetc
 	if err != nil {
 		return nil, err
 	}
-	if !opts.Overwrite {
-		if _, err := os.Lstat(dst); err == nil {
-			return nil, fmt.Errorf("%w: %s (choose another destination or overwrite)", ErrExists, dst)
+	if opts.IntoDir {
+		st, err := os.Stat(dst)
+		if err != nil {
+			return nil, fmt.Errorf("transfer: fetch into %s: %w", dst, err)
 		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("transfer: fetch into %s: not a directory", dst)
+		}
+	} else if err := checkDst(dst, opts.Overwrite); err != nil {
+		return nil, err
 	}
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = 200 * time.Millisecond
@@ -150,7 +159,7 @@ func (s *Service) Fetch(ctx context.Context, root cid.Cid, dst string, opts Fetc
 	}
 	f := &fetch{
 		s: s, root: root, dst: dst, opts: opts,
-		temp:     filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".shoal-partial"),
+		temp:     tempPath(dst),
 		arrivals: make(chan arrival, runtime.GOMAXPROCS(0)),
 		ready:    make(chan struct{}, 1),
 		fatal:    make(chan error, 1),
@@ -210,6 +219,11 @@ func (f *fetch) run(ctx context.Context) (res *Result, err error) {
 		f.setPhase("manifest")
 		m, err = f.fetchManifest(ctx)
 		if err != nil {
+			return nil, err
+		}
+	}
+	if f.opts.IntoDir {
+		if err := f.setDst(filepath.Join(f.dst, m.Name)); err != nil {
 			return nil, err
 		}
 	}
@@ -821,4 +835,32 @@ func (f *fetch) progress() Progress {
 		p.Rate = float64(p.Received) / secs
 	}
 	return p
+}
+
+// checkDst refuses an existing destination unless overwriting.
+func checkDst(dst string, overwrite bool) error {
+	if overwrite {
+		return nil
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		return fmt.Errorf("%w: %s (choose another destination or overwrite)", ErrExists, dst)
+	}
+	return nil
+}
+
+// tempPath is where a fetch to dst keeps its partial copy: beside it, on
+// the same file system, so the final rename is atomic.
+func tempPath(dst string) string {
+	return filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".shoal-partial")
+}
+
+// setDst fixes the destination once the share's name is known.
+func (f *fetch) setDst(dst string) error {
+	if err := checkDst(dst, f.opts.Overwrite); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.dst, f.temp = dst, tempPath(dst)
+	f.mu.Unlock()
+	return nil
 }

@@ -526,3 +526,18 @@ func (s *Service) handleStream(st network.Stream) {
 
 // Peer returns the host's peer ID.
 func (s *Service) Peer() peer.ID { return s.h.ID() }
+
+// Fetches returns a snapshot of the fetches in progress.
+func (s *Service) Fetches() []Progress {
+	s.mu.Lock()
+	fs := make([]*fetch, 0, len(s.active))
+	for _, f := range s.active {
+		fs = append(fs, f)
+	}
+	s.mu.Unlock()
+	out := make([]Progress, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, f.progress())
+	}
+	return out
+}

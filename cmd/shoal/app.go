@@ -26,12 +26,20 @@ func run(ctx context.Context, args []string) error {
 			},
 		},
 		Commands: []*cli.Command{
+			initCommand(),
 			daemonCommand(),
+			idCommand(),
+			shareCommand(),
+			fetchCommand(),
+			unshareCommand(),
+			lsCommand(),
+			peersCommand(),
+			statusCommand(),
 			versionCommand(),
 		},
 		HideHelpCommand: true,
 	}
-	return app.RunContext(ctx, args)
+	return app.RunContext(ctx, interspersed(app, args))
 }
 
 func defaultHome() string {

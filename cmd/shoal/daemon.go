@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
+	"path/filepath"
+	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoalnet/shoal/node"
+	"github.com/shoalnet/shoal/node/api"
 )
 
 func daemonCommand() *cli.Command {
@@ -16,48 +21,119 @@ func daemonCommand() *cli.Command {
 		Name:  "daemon",
 		Usage: "run a peer until interrupted",
 		Description: "Runs a shoal peer: it joins the network through the bootstrap peers,\n" +
-			"serves the shares recorded in its home, and leaves on SIGINT/SIGTERM.\n" +
+			"serves the shares recorded in its home, and answers the CLI on the unix\n" +
+			"socket <home>/api.sock. Settings come from <home>/config.toml (see\n" +
+			"`shoal init`); these flags override them. A home that was never\n" +
+			"initialised is initialised first.\n\n" +
 			"It listens on TCP and QUIC port 4110 on all interfaces by default;\n" +
 			"--listen /ip4/127.0.0.1/tcp/0 picks a free loopback port, so several\n" +
-			"daemons can run on one machine.",
+			"daemons can run on one machine. SIGINT or SIGTERM leaves the network,\n" +
+			"checkpoints fetches in progress and exits; a second signal exits at once.",
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "listen", Usage: "multiaddr to listen on (repeatable)"},
-			&cli.StringSliceFlag{Name: "bootstrap", Usage: "multiaddr with /p2p/<id> of a peer to join through (repeatable)"},
-			&cli.StringFlag{Name: "network", Value: "default", Usage: "network name: gossip topics and DHT prefix"},
-			&cli.StringFlag{Name: "dht-prefix", Usage: "DHT protocol prefix (default /shoal/<network>; /ipfs joins the IPFS DHT)"},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringSliceFlag{Name: "listen", Usage: "multiaddr to listen on (repeatable; config: listen)"},
+			&cli.StringSliceFlag{Name: "bootstrap", Usage: "multiaddr with /p2p/<id> of a peer to join through (repeatable; config: bootstrap)"},
+			&cli.StringFlag{Name: "network", Usage: "network name: gossip topics and DHT prefix (config: network, default \"default\")"},
+			&cli.StringFlag{Name: "dht-prefix", Usage: "DHT protocol prefix (config: dht_prefix; default /shoal/<network>; /ipfs joins the IPFS DHT)"},
+			&cli.BoolFlag{Name: "mdns", Usage: "find peers on the LAN by multicast DNS (config: mdns)"},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (config: log_level, default info)"},
+			&cli.Int64Flag{Name: "upload-rate", Usage: "bytes per second sent to all peers together, 0 unlimited (config: upload_rate)"},
 		},
-		Action: func(c *cli.Context) error {
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-				return fmt.Errorf("--log-level: %w", err)
-			}
-			cfg := node.DefaultConfig()
-			cfg.Home = c.String("home")
-			cfg.Network = c.String("network")
-			cfg.DHTPrefix = c.String("dht-prefix")
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			if l := c.StringSlice("listen"); len(l) > 0 {
-				cfg.ListenAddrs = l
-			}
-			for _, s := range c.StringSlice("bootstrap") {
-				ai, err := peer.AddrInfoFromString(s)
-				if err != nil {
-					return fmt.Errorf("--bootstrap %q: %w (want a multiaddr ending in /p2p/<peer id>)", s, err)
-				}
-				cfg.BootstrapPeers = append(cfg.BootstrapPeers, *ai)
-			}
-			n, err := node.New(c.Context, cfg)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "peer %s\n", n.ID())
-			for _, a := range n.Addrs() {
-				fmt.Fprintf(c.App.Writer, "listening on %s\n", a)
-			}
-			<-c.Context.Done()
-			cfg.Logger.Info("leaving")
-			return n.Close()
-		},
+		Action: runDaemon,
 	}
+}
+
+func runDaemon(c *cli.Context) error {
+	home, err := filepath.Abs(c.String("home"))
+	if err != nil {
+		return err
+	}
+	network := c.String("network")
+	if _, _, err := initHome(home, orDefault(network, "default")); err != nil {
+		return err
+	}
+	fc, _, err := readConfig(home)
+	if err != nil {
+		return err
+	}
+	if c.IsSet("network") {
+		fc.Network = network
+	}
+	if c.IsSet("listen") {
+		fc.Listen = c.StringSlice("listen")
+	}
+	if c.IsSet("bootstrap") {
+		fc.Bootstrap = c.StringSlice("bootstrap")
+	}
+	if c.IsSet("dht-prefix") {
+		fc.DHTPrefix = c.String("dht-prefix")
+	}
+	if c.IsSet("mdns") {
+		fc.MDNS = c.Bool("mdns")
+	}
+	if c.IsSet("log-level") {
+		fc.LogLevel = c.String("log-level")
+	}
+	if c.IsSet("upload-rate") {
+		fc.UploadRate = c.Int64("upload-rate")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(orDefault(fc.LogLevel, "info"))); err != nil {
+		return fmt.Errorf("log level %q: want debug, info, warn or error", fc.LogLevel)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg, err := fc.nodeConfig(home)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+
+	n, err := node.New(c.Context, cfg)
+	if err != nil {
+		if errors.Is(err, node.ErrHomeLocked) {
+			return fmt.Errorf("another shoal daemon is running on %s", home)
+		}
+		return err
+	}
+	l, err := api.Listen(home)
+	if err != nil {
+		n.Close()
+		return err
+	}
+	srv := &http.Server{Handler: api.NewServer(n, version, log), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	log.Info("daemon started", "peer", n.ID(), "network", n.Network(), "api", filepath.Join(home, api.SocketName))
+	fmt.Fprintf(c.App.Writer, "peer %s\n", n.ID())
+	for _, a := range n.Addrs() {
+		fmt.Fprintf(c.App.Writer, "listening on %s\n", a)
+	}
+
+	select {
+	case <-c.Context.Done():
+	case err := <-served:
+		n.Close()
+		return fmt.Errorf("api server: %w", err)
+	}
+	// A second signal now ends the process at once.
+	stopSignals()
+	log.Info("leaving: finishing requests, checkpointing fetches")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx) // long fetch streams are cut by Close below
+	srv.Close()
+	err = n.Close()
+	os.Remove(filepath.Join(home, api.SocketName))
+	if err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

@@ -234,7 +234,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("destination %q is not absolute", req.Dst))
 		return
 	}
-	opts := node.FetchOptions{Overwrite: req.Overwrite, NoDHT: req.NoDHT}
+	opts := node.FetchOptions{Overwrite: req.Overwrite, IntoDir: req.IntoDir, NoDHT: req.NoDHT}
 	for _, a := range req.Peers {
 		ai, err := peer.AddrInfoFromString(a)
 		if err != nil {

@@ -37,7 +37,8 @@ type ShareRequest struct {
 // system.
 type FetchRequest struct {
 	Root      string   `json:"root"`
-	Dst       string   `json:"dst"` // absolute
+	Dst       string   `json:"dst"`                // absolute
+	IntoDir   bool     `json:"into_dir,omitempty"` // Dst is a directory: fetch to Dst/<share name>
 	Overwrite bool     `json:"overwrite,omitempty"`
 	Peers     []string `json:"peers,omitempty"` // multiaddrs with /p2p/<id>
 	NoDHT     bool     `json:"no_dht,omitempty"`

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoalnet/shoal/node"
+	"github.com/shoalnet/shoal/node/api"
+)
+
+var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON (stable, for scripts)"}
+
+func client(c *cli.Context) (*api.Client, error) {
+	home, err := filepath.Abs(c.String("home"))
+	if err != nil {
+		return nil, err
+	}
+	return api.NewClient(home), nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// idInfo is the output of `shoal id --json`.
+type idInfo struct {
+	ID      string   `json:"id"`
+	Addrs   []string `json:"addrs"`
+	Running bool     `json:"running"`
+}
+
+func idCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "id",
+		Usage: "print the peer ID and full listen multiaddrs",
+		Description: "Prints this node's peer ID and, when its daemon runs, the multiaddrs\n" +
+			"(with /p2p/<id>) other peers use to reach it: give one to --bootstrap or\n" +
+			"--peer elsewhere. JSON: {\"id\", \"addrs\", \"running\"}.",
+		Flags: []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			info := idInfo{Addrs: []string{}}
+			st, err := cl.Status(c.Context)
+			switch {
+			case err == nil:
+				info.ID, info.Addrs, info.Running = st.ID, st.Addrs, true
+			case errors.Is(err, api.ErrNoDaemon):
+				key, _, kerr := node.LoadOrCreateIdentity(c.String("home"))
+				if kerr != nil {
+					return kerr
+				}
+				id, kerr := peer.IDFromPrivateKey(key)
+				if kerr != nil {
+					return kerr
+				}
+				info.ID = id.String()
+			default:
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, info)
+			}
+			fmt.Fprintln(c.App.Writer, info.ID)
+			for _, a := range info.Addrs {
+				fmt.Fprintln(c.App.Writer, a)
+			}
+			if !info.Running {
+				fmt.Fprintln(c.App.ErrWriter, "(no daemon running: addresses are known once `shoal daemon` runs)")
+			}
+			return nil
+		},
+	}
+}
+
+func shareCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "share",
+		Usage:     "index and announce a file or directory; print its root CID",
+		ArgsUsage: "PATH",
+		Description: "Indexes PATH (hashing every chunk once), serves it from where it lies\n" +
+			"(no copy), announces it in the network's catalog and provides it in the\n" +
+			"DHT. The root CID is the last line of stdout (the only one with --quiet);\n" +
+			"progress goes to stderr on a terminal. Needs a running daemon. If a file\n" +
+			"changes later, it is no longer served: share it again.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the root CID"},
+			&cli.Int64Flag{Name: "chunk-size", Usage: "chunk size in bytes, a power of two from 256 KiB to 16 MiB (default 1 MiB)"},
+			&cli.BoolFlag{Name: "sha256", Usage: "hash with SHA2-256 instead of BLAKE3"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("share takes one PATH (got %d arguments)", c.NArg())
+			}
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			rep := newIndexReporter(c.App.ErrWriter, c.Bool("quiet"))
+			done, err := cl.Share(c.Context, api.ShareRequest{
+				Path: c.Args().First(), ChunkSize: c.Int64("chunk-size"), SHA256: c.Bool("sha256"),
+			}, rep.update)
+			rep.finish()
+			if err != nil {
+				return err
+			}
+			if !c.Bool("quiet") {
+				fmt.Fprintf(c.App.Writer, "shared %s\n", done.Path)
+			}
+			fmt.Fprintln(c.App.Writer, done.Root)
+			return nil
+		},
+	}
+}
+
+func unshareCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "unshare",
+		Usage:     "stop serving a share (its files are left alone)",
+		ArgsUsage: "CID",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("unshare takes one CID (got %d arguments)", c.NArg())
+			}
+			root, err := parseRoot(c.Args().First())
+			if err != nil {
+				return err
+			}
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			if err := cl.Unshare(c.Context, root.String()); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "unshared %s\n", root)
+			return nil
+		},
+	}
+}
+
+func parseRoot(s string) (cid.Cid, error) {
+	root, err := cid.Decode(s)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("malformed CID %q: %w", s, err)
+	}
+	if err := node.CheckRoot(root); err != nil {
+		return cid.Undef, err
+	}
+	return root, nil
+}
+
+func lsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ls",
+		Usage: "list the shares known in the network (the catalog)",
+		Description: "One line per (share, publisher), newest first. JSON: an array of\n" +
+			"{\"root\", \"name\", \"size\", \"files\", \"publisher\", \"time\"}.",
+		Flags: []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			entries, err := cl.Catalog(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, entries)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ROOT\tNAME\tSIZE\tFILES\tPUBLISHER\tANNOUNCED")
+			for _, e := range entries {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", e.Root, e.Name, size(e.Size), e.Files,
+					shortID(e.Publisher.String()), e.Time.Local().Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func shortID(id string) string {
+	if len(id) > 16 {
+		return id[:8] + "…" + id[len(id)-6:]
+	}
+	return id
+}
+
+func peersCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "peers",
+		Usage: "list connected peers, with addresses and latency",
+		Description: "JSON: an array of {\"id\", \"addrs\", \"latency_ns\"}.",
+		Flags:       []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			peers, err := cl.Peers(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				if peers == nil {
+					peers = []node.PeerInfo{}
+				}
+				return printJSON(c.App.Writer, peers)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PEER\tLATENCY\tADDRESS")
+			for _, p := range peers {
+				addr := ""
+				if len(p.Addrs) > 0 {
+					addr = p.Addrs[0]
+				}
+				lat := "-"
+				if p.Latency > 0 {
+					lat = p.Latency.Round(time.Microsecond).String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", p.ID, lat, addr)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show this node: id, network, uptime, shares, transfers, reachability",
+		Description: "JSON: {\"id\", \"network\", \"version\", \"addrs\", \"started\", \"uptime_ns\",\n" +
+			"\"peers\", \"shares\", \"catalog\", \"fetches\", \"dht_peers\", \"reachability\"}.",
+		Flags: []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			st, err := cl.Status(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, st)
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "peer:         %s\n", st.ID)
+			fmt.Fprintf(w, "network:      %s\n", st.Network)
+			fmt.Fprintf(w, "version:      %s\n", st.Version)
+			fmt.Fprintf(w, "uptime:       %s\n", st.Uptime.Round(time.Second))
+			fmt.Fprintf(w, "peers:        %d connected, %d in the DHT routing table\n", st.Peers, st.DHTPeers)
+			fmt.Fprintf(w, "shares:       %d served, %d in the catalog\n", st.Shares, st.Catalog)
+			fmt.Fprintf(w, "reachability: %s\n", st.Reachable)
+			for _, a := range st.Addrs {
+				fmt.Fprintf(w, "address:      %s\n", a)
+			}
+			for _, f := range st.Fetches {
+				fmt.Fprintf(w, "fetching:     %s %s %s / %s\n", f.Root, f.Name, size(f.Bytes), size(f.Total))
+			}
+			return nil
+		},
+	}
+}

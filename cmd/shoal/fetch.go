@@ -1,0 +1,125 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoalnet/shoal/node"
+	"github.com/shoalnet/shoal/node/api"
+	"github.com/shoalnet/shoal/transfer"
+)
+
+func fetchCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "fetch",
+		Usage:     "download a share by its root CID, verifying every byte",
+		ArgsUsage: "CID",
+		Description: "Fetches CID from every peer that holds it, in parallel, verifying each\n" +
+			"chunk, into -o PATH (default: the share's name in the current directory).\n" +
+			"A bar shows bytes, rate, ETA and serving peers on a terminal; plain lines\n" +
+			"otherwise; nothing with --quiet. Exits 0 only when the content is complete,\n" +
+			"verified and in place. An interrupted fetch resumes where it stopped when\n" +
+			"run again with the same destination.\n\n" +
+			"Through the running daemon if there is one (which then serves the result);\n" +
+			"otherwise with a node started for this fetch alone, bootstrapping from\n" +
+			"--peer, --bootstrap and config.toml.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "destination path"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace an existing destination"},
+			&cli.StringSliceFlag{Name: "peer", Usage: "multiaddr with /p2p/<id> of a peer that holds the share (repeatable)"},
+			&cli.StringSliceFlag{Name: "bootstrap", Usage: "multiaddr of a peer to join through, without a daemon (repeatable)"},
+		},
+		Action: runFetch,
+	}
+}
+
+func runFetch(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return fmt.Errorf("fetch takes one CID (got %d arguments)", c.NArg())
+	}
+	root, err := parseRoot(c.Args().First())
+	if err != nil {
+		return err
+	}
+	peers := c.StringSlice("peer")
+	if _, err := parsePeers(peers, "--peer"); err != nil {
+		return err
+	}
+	req := api.FetchRequest{Root: root.String(), Overwrite: c.Bool("force"), Peers: peers}
+	if o := c.String("output"); o != "" {
+		req.Dst, err = filepath.Abs(o)
+	} else {
+		req.Dst, err = os.Getwd()
+		req.IntoDir = true
+	}
+	if err != nil {
+		return err
+	}
+	rep := newFetchReporter(c.App.ErrWriter, c.Bool("quiet"))
+	cl, err := client(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	done, err := cl.Fetch(c.Context, req, rep.update)
+	if errors.Is(err, api.ErrNoDaemon) {
+		done, err = fetchInProcess(c, req, rep)
+	}
+	rep.finish()
+	if err != nil {
+		if errors.Is(err, transfer.ErrExists) {
+			return fmt.Errorf("%w\n(use --force to replace it)", err)
+		}
+		if errors.Is(err, transfer.ErrNoProviders) {
+			return fmt.Errorf("%w\n(give a peer that holds it with --peer, or check the connections with `shoal peers`)", err)
+		}
+		return err
+	}
+	if !c.Bool("quiet") {
+		fmt.Fprintf(c.App.Writer, "fetched %s to %s\n", done.Root, done.Path)
+	}
+	return nil
+}
+
+// fetchInProcess fetches with a node of its own on the home, for when no
+// daemon runs.
+func fetchInProcess(c *cli.Context, req api.FetchRequest, rep *fetchReporter) (api.Event, error) {
+	home, err := filepath.Abs(c.String("home"))
+	if err != nil {
+		return api.Event{}, err
+	}
+	fc, _, err := readConfig(home)
+	if err != nil {
+		return api.Event{}, err
+	}
+	if bs := c.StringSlice("bootstrap"); len(bs) > 0 {
+		fc.Bootstrap = bs
+	}
+	cfg, err := fc.nodeConfig(home)
+	if err != nil {
+		return api.Event{}, err
+	}
+	cfg.ListenAddrs = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}
+	cfg.DHTClientMode = true
+	cfg.MDNS = false
+	cfg.Logger = slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelError}))
+	n, err := node.New(c.Context, cfg)
+	if err != nil {
+		return api.Event{}, err
+	}
+	defer n.Close()
+	root, _ := parseRoot(req.Root)
+	opts := node.FetchOptions{Overwrite: req.Overwrite, IntoDir: req.IntoDir, Progress: rep.update}
+	opts.Peers, _ = parsePeers(req.Peers, "--peer")
+	res, err := n.Fetch(c.Context, root, req.Dst, opts)
+	if err != nil {
+		return api.Event{}, err
+	}
+	return api.Event{Type: "done", Root: root.String(), Name: res.Manifest.Name, Path: res.Path}, nil
+}

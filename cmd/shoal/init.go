@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoalnet/shoal/node"
+)
+
+func initCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "init",
+		Usage: "create the home: identity key and config.toml",
+		Description: "Creates the home directory (--home, $SHOAL_HOME or ~/.shoal) with a new\n" +
+			"Ed25519 identity (identity.key, mode 0600) and a config.toml holding every\n" +
+			"daemon setting with its default. An existing home is left as it is.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "network", Value: "default", Usage: "name of the network to join"},
+		},
+		Action: func(c *cli.Context) error {
+			home := c.String("home")
+			id, created, err := initHome(home, c.String("network"))
+			if err != nil {
+				return err
+			}
+			if !created {
+				return fmt.Errorf("%s is already initialised (peer %s)", home, id)
+			}
+			fmt.Fprintf(c.App.Writer, "initialised %s\npeer %s\n", home, id)
+			return nil
+		},
+	}
+}
+
+// initHome creates the identity and config.toml if missing.
+func initHome(home, network string) (peer.ID, bool, error) {
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return "", false, fmt.Errorf("create home %s: %w", home, err)
+	}
+	key, created, err := node.LoadOrCreateIdentity(home)
+	if err != nil {
+		return "", false, err
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return "", false, err
+	}
+	if _, err := os.Stat(filepath.Join(home, configName)); os.IsNotExist(err) {
+		if err := writeConfig(home, defaultFileConfig(network)); err != nil {
+			return "", false, err
+		}
+		created = true
+	}
+	return id, created, nil
+}
