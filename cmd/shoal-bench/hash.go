@@ -225,7 +225,13 @@ func (res *HashResult) printTable(w io.Writer) {
 	m := res.Median
 	fmt.Fprintf(tw, "median\t\t%.0f\t%.0f\t%.0f\t%.3f\t%.3f\t\n", m.RawMBps, m.HotMBps, m.BuildMBps, m.Ratio, m.HotRatio)
 	tw.Flush()
-	fmt.Fprintln(w, "(MB/s = 10^6 bytes/s; the ratio is the median of the per-run ratios)")
+	var ratios []float64
+	for _, r := range res.Runs {
+		ratios = append(ratios, r.Ratio)
+	}
+	lo, hi := spread(ratios)
+	fmt.Fprintf(w, "build/raw per run: %.3f to %.3f\n", lo, hi)
+	fmt.Fprintln(w, "(MB/s = 10^6 bytes/s; ratios are medians of the per-run ratios)")
 }
 
 // hashParallel returns the BLAKE3-256 digests of data's chunks, hashed by

@@ -109,12 +109,12 @@ func median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// mbps returns bytes over d in MB/s (10^6 bytes per second).
-func mbps(bytes int64, d time.Duration) float64 {
-	if d <= 0 {
-		return 0
+// spread returns the smallest and largest of xs.
+func spread(xs []float64) (lo, hi float64) {
+	if len(xs) == 0 {
+		return 0, 0
 	}
-	return float64(bytes) / d.Seconds() / 1e6
+	return slices.Min(xs), slices.Max(xs)
 }
 
 func writeJSON(path string, v any) error {

@@ -206,8 +206,8 @@ func shortID(id string) string {
 
 func peersCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "peers",
-		Usage: "list connected peers, with addresses and latency",
+		Name:        "peers",
+		Usage:       "list connected peers, with addresses and latency",
 		Description: "JSON: an array of {\"id\", \"addrs\", \"latency_ns\"}.",
 		Flags:       []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
