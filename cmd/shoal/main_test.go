@@ -2,12 +2,18 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 var shoalBin string
@@ -55,7 +61,8 @@ func startDaemon(t *testing.T, home string, args ...string) (*exec.Cmd, string) 
 }
 
 func TestDaemonStartsJoinsAndStops(t *testing.T) {
-	a, addr := startDaemon(t, t.TempDir())
+	homeA := t.TempDir()
+	a, addr := startDaemon(t, homeA)
 	if !strings.Contains(addr, "/p2p/12D3KooW") {
 		t.Fatalf("address without peer id: %s", addr)
 	}
@@ -68,11 +75,14 @@ func TestDaemonStartsJoinsAndStops(t *testing.T) {
 			t.Fatalf("daemon exit after SIGINT: %v", err)
 		}
 	}
+	if _, err := os.Stat(filepath.Join(homeA, "api.sock")); !os.IsNotExist(err) {
+		t.Fatalf("api.sock left behind: %v", err)
+	}
 }
 
 func TestDaemonBadBootstrap(t *testing.T) {
 	out, err := exec.Command(shoalBin, "--home", t.TempDir(), "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", "not-an-address").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "--bootstrap") {
+	if err == nil || !strings.Contains(string(out), "bootstrap") {
 		t.Fatalf("bad bootstrap: err=%v out=%s", err, out)
 	}
 }
@@ -83,3 +93,203 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version: %q %v", out, err)
 	}
 }
+
+// shoal runs the CLI and returns its stdout and stderr.
+func shoal(t *testing.T, home string, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := exec.Command(shoalBin, append([]string{"--home", home}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+func mustShoal(t *testing.T, home string, args ...string) string {
+	t.Helper()
+	out, errOut, err := shoal(t, home, args...)
+	if err != nil {
+		t.Fatalf("shoal %v: %v\n%s", args, err, errOut)
+	}
+	return out
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func randomFile(t *testing.T, size int) string {
+	t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	p := filepath.Join(t.TempDir(), "payload.bin")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// eventually polls cond until it holds or the deadline passes: gossip has
+// no completion event to wait on from outside the process.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Three daemons on one machine: share on two, fetch on the third with the
+// CLI, list everywhere.
+func TestClusterWalkthrough(t *testing.T) {
+	homeA, homeB, homeC := t.TempDir(), t.TempDir(), t.TempDir()
+	if out := mustShoal(t, homeA, "init", "--network", "demo"); !strings.Contains(out, "peer 12D3KooW") {
+		t.Fatalf("init: %s", out)
+	}
+	if _, _, err := shoal(t, homeA, "init"); err == nil {
+		t.Fatal("init of an initialised home succeeded")
+	}
+	if st, err := os.Stat(filepath.Join(homeA, "identity.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("identity.key: %v %v", st, err)
+	}
+	_, addrA := startDaemon(t, homeA)
+	_, addrB := startDaemon(t, homeB, "--network", "demo", "--bootstrap", addrA)
+	startDaemon(t, homeC, "--network", "demo", "--bootstrap", addrA)
+
+	var id struct {
+		ID      string   `json:"id"`
+		Addrs   []string `json:"addrs"`
+		Running bool     `json:"running"`
+	}
+	if err := json.Unmarshal([]byte(mustShoal(t, homeA, "id", "--json")), &id); err != nil || !id.Running || len(id.Addrs) == 0 || !strings.HasSuffix(addrA, id.ID) {
+		t.Fatalf("id --json: %+v %v", id, err)
+	}
+
+	src := randomFile(t, 12<<20+5)
+	copyB := filepath.Join(t.TempDir(), "payload.bin")
+	data, _ := os.ReadFile(src)
+	os.WriteFile(copyB, data, 0o644)
+	root := lastLine(mustShoal(t, homeA, "share", src))
+	if !strings.HasPrefix(root, "bafy") {
+		t.Fatalf("share printed %q", root)
+	}
+	if got := strings.TrimSpace(mustShoal(t, homeB, "share", "--quiet", copyB)); got != root {
+		t.Fatalf("share --quiet printed %q, want only %s", got, root)
+	}
+
+	dst := filepath.Join(t.TempDir(), "fetched.bin")
+	mustShoal(t, homeC, "fetch", root, "-o", dst, "--peer", addrA, "--peer", addrB)
+	got, err := os.ReadFile(dst)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetched copy differs (%v)", err)
+	}
+	// Without --force the destination is not replaced.
+	if _, errOut, err := shoal(t, homeC, "fetch", root, "-o", dst, "--peer", addrA); err == nil || !strings.Contains(errOut, "--force") {
+		t.Fatalf("existing destination: %v %s", err, errOut)
+	}
+	mustShoal(t, homeC, "fetch", root, "-o", dst, "--peer", addrA, "--force", "--quiet")
+
+	for i, home := range []string{homeA, homeB, homeC} {
+		eventually(t, "the share in catalog "+strconv.Itoa(i), func() bool {
+			var entries []struct {
+				Root string `json:"root"`
+				Name string `json:"name"`
+			}
+			out, _, err := shoal(t, home, "ls", "--json")
+			if err != nil || json.Unmarshal([]byte(out), &entries) != nil {
+				return false
+			}
+			for _, e := range entries {
+				if e.Root == root && e.Name == "payload.bin" {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	var peers []map[string]any
+	if err := json.Unmarshal([]byte(mustShoal(t, homeA, "peers", "--json")), &peers); err != nil || len(peers) < 2 {
+		t.Fatalf("peers --json: %v %v", peers, err)
+	}
+	var st struct {
+		ID      string `json:"id"`
+		Network string `json:"network"`
+		Shares  int    `json:"shares"`
+	}
+	if err := json.Unmarshal([]byte(mustShoal(t, homeC, "status", "--json")), &st); err != nil || st.Network != "demo" || st.Shares != 1 {
+		t.Fatalf("status --json: %+v %v", st, err)
+	}
+	if out := mustShoal(t, homeA, "unshare", root); !strings.Contains(out, root) {
+		t.Fatalf("unshare: %s", out)
+	}
+}
+
+// fetch with no daemon running starts a node of its own.
+func TestFetchWithoutDaemon(t *testing.T) {
+	homeA := t.TempDir()
+	_, addrA := startDaemon(t, homeA)
+	src := randomFile(t, 3<<20)
+	root := lastLine(mustShoal(t, homeA, "share", "--quiet", src))
+	dir := t.TempDir()
+	cmd := exec.Command(shoalBin, "--home", t.TempDir(), "fetch", root, "--peer", addrA)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("fetch: %v\n%s", err, out)
+	}
+	want, _ := os.ReadFile(src)
+	got, err := os.ReadFile(filepath.Join(dir, "payload.bin"))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("fetched into the current directory under the share's name: %v", err)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	home := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"share", "/etc/hostname"}, "no shoal daemon is running"},
+		{[]string{"status"}, "start one with: shoal --home"},
+		{[]string{"fetch", "not-a-cid"}, "malformed CID"},
+		{[]string{"fetch", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"}, "share roots are CIDv1 dag-cbor"},
+		{[]string{"fetch", "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "-o", filepath.Join(t.TempDir(), "x")}, "no providers"},
+		{[]string{"fetch", "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "--peer", "nonsense"}, "--peer"},
+	} {
+		_, errOut, err := shoal(t, home, tc.args...)
+		if err == nil || !strings.Contains(errOut, tc.want) {
+			t.Errorf("shoal %v: err=%v, stderr %q, want it to say %q", tc.args, err, errOut, tc.want)
+		}
+	}
+
+	// A path to share that does not exist.
+	_, _ = startDaemon(t, home)
+	if _, errOut, err := shoal(t, home, "share", filepath.Join(t.TempDir(), "missing")); err == nil || !strings.Contains(errOut, "no such file") {
+		t.Errorf("share of a missing path: %v %q", err, errOut)
+	}
+	// A second daemon on the same home.
+	if _, errOut, err := shoal(t, home, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0"); err == nil || !strings.Contains(errOut, "another shoal daemon is running") {
+		t.Errorf("second daemon: %v %q", err, errOut)
+	}
+	// A home that cannot be created.
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o600)
+	if _, errOut, err := shoal(t, filepath.Join(file, "home"), "init"); err == nil || !strings.Contains(errOut, "not a directory") {
+		t.Errorf("unwritable home: %v %q", err, errOut)
+	}
+	// A port in use.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	_, errOut, err := shoal(t, t.TempDir(), "daemon", "--listen", "/ip4/127.0.0.1/tcp/"+strconv.Itoa(port))
+	if err == nil || !strings.Contains(errOut, "port in use") {
+		t.Errorf("port in use: %v %q", err, errOut)
+	}
+}
+
