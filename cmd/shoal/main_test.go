@@ -292,4 +292,3 @@ func TestCLIErrors(t *testing.T) {
 		t.Errorf("port in use: %v %q", err, errOut)
 	}
 }
-
