@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	kaddht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/shoalnet/shoal/transfer"
@@ -514,5 +516,42 @@ func TestFetchDiskFull(t *testing.T) {
 	entries, _ := os.ReadDir(small)
 	if len(entries) != 0 {
 		t.Fatalf("left behind on the full disk: %v", entries)
+	}
+}
+
+// With the /ipfs prefix a node is a member of an IPFS (Amino) DHT: a
+// plain go-libp2p-kad-dht node with the library's defaults, as IPFS
+// nodes run it, routes to it and finds the roots it provides.
+func TestIPFSDHTInterop(t *testing.T) {
+	ipfsHost, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ipfsHost.Close()
+	ipfsDHT, err := kaddht.New(ipfsHost, kaddht.Mode(kaddht.ModeServer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ipfsDHT.Close()
+	n := newTestNode(t, func(c *Config) {
+		c.DHTPrefix = "/ipfs"
+		c.BootstrapPeers = []peer.AddrInfo{{ID: ipfsHost.ID(), Addrs: ipfsHost.Addrs()}}
+	})
+	src := randomFile(t, t.TempDir(), "x.bin", 1<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	root, err := n.Share(ctx, src, ShareOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.dht.Provide(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for ai := range ipfsDHT.FindProvidersAsync(ctx, root, 1) {
+		found = found || ai.ID == n.ID()
+	}
+	if !found {
+		t.Fatal("the IPFS DHT node did not find the shoal node as provider")
 	}
 }

@@ -23,6 +23,8 @@ func (f *fetch) prepare(m *manifest.Manifest) error {
 	}
 	n := m.NumChunks()
 	if rec != nil && (rec.Temp != f.temp || int64(len(bits)) != (n+7)/8 || !tempIntact(m, f.temp)) {
+		f.s.log.Warn("the partial copy of an earlier fetch is gone or changed; starting over",
+			"root", f.root, "temp", f.temp)
 		rec, bits = nil, nil
 	}
 	if rec == nil {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -83,6 +84,10 @@ func runFetch(c *cli.Context) error {
 	}
 	if !c.Bool("quiet") {
 		fmt.Fprintf(c.App.Writer, "fetched %s to %s\n", done.Root, done.Path)
+		if p := done.Fetch; p != nil {
+			fmt.Fprintf(c.App.Writer, "%s received from %d peer(s) in %s, %d chunk(s) resumed\n",
+				size(p.Received), serving(*p), p.Elapsed.Round(time.Millisecond), p.Resumed)
+		}
 	}
 	return nil
 }
@@ -121,5 +126,6 @@ func fetchInProcess(c *cli.Context, req api.FetchRequest, rep *fetchReporter) (a
 	if err != nil {
 		return api.Event{}, err
 	}
-	return api.Event{Type: "done", Root: root.String(), Name: res.Manifest.Name, Path: res.Path}, nil
+	p := res.Progress
+	return api.Event{Type: "done", Root: root.String(), Name: res.Manifest.Name, Path: res.Path, Fetch: &p}, nil
 }
