@@ -48,12 +48,7 @@ func idCommand() *cli.Command {
 			"(with /p2p/<id>) other peers use to reach it: give one to --bootstrap or\n" +
 			"--peer elsewhere. JSON: {\"id\", \"addrs\", \"running\"}.",
 		Flags: []cli.Flag{jsonFlag},
-		Action: func(c *cli.Context) error {
-			cl, err := client(c)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		Action: withClient(func(c *cli.Context, cl *api.Client) error {
 			info := idInfo{Addrs: []string{}}
 			st, err := cl.Status(c.Context)
 			switch {
@@ -83,7 +78,7 @@ func idCommand() *cli.Command {
 				fmt.Fprintln(c.App.ErrWriter, "(no daemon running: addresses are known once `shoal daemon` runs)")
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -173,12 +168,7 @@ func lsCommand() *cli.Command {
 		Description: "One line per (share, publisher), newest first. JSON: an array of\n" +
 			"{\"root\", \"name\", \"size\", \"files\", \"publisher\", \"time\"}.",
 		Flags: []cli.Flag{jsonFlag},
-		Action: func(c *cli.Context) error {
-			cl, err := client(c)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		Action: withClient(func(c *cli.Context, cl *api.Client) error {
 			entries, err := cl.Catalog(c.Context)
 			if err != nil {
 				return err
@@ -193,7 +183,7 @@ func lsCommand() *cli.Command {
 					shortID(e.Publisher.String()), e.Time.Local().Format(time.DateTime))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 }
 
@@ -210,12 +200,7 @@ func peersCommand() *cli.Command {
 		Usage:       "list connected peers, with addresses and latency",
 		Description: "JSON: an array of {\"id\", \"addrs\", \"latency_ns\"}.",
 		Flags:       []cli.Flag{jsonFlag},
-		Action: func(c *cli.Context) error {
-			cl, err := client(c)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		Action: withClient(func(c *cli.Context, cl *api.Client) error {
 			peers, err := cl.Peers(c.Context)
 			if err != nil {
 				return err
@@ -240,7 +225,7 @@ func peersCommand() *cli.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\n", p.ID, lat, addr)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 }
 
@@ -251,12 +236,7 @@ func statusCommand() *cli.Command {
 		Description: "JSON: {\"id\", \"network\", \"version\", \"addrs\", \"started\", \"uptime_ns\",\n" +
 			"\"peers\", \"shares\", \"catalog\", \"fetches\", \"dht_peers\", \"reachability\"}.",
 		Flags: []cli.Flag{jsonFlag},
-		Action: func(c *cli.Context) error {
-			cl, err := client(c)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		Action: withClient(func(c *cli.Context, cl *api.Client) error {
 			st, err := cl.Status(c.Context)
 			if err != nil {
 				return err
@@ -279,6 +259,18 @@ func statusCommand() *cli.Command {
 				fmt.Fprintf(w, "fetching:     %s %s %s / %s\n", f.Root, f.Name, size(f.Bytes), size(f.Total))
 			}
 			return nil
-		},
+		}),
+	}
+}
+
+// withClient runs fn with a client of the home's daemon.
+func withClient(fn func(*cli.Context, *api.Client) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		cl, err := client(c)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		return fn(c, cl)
 	}
 }
