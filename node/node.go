@@ -306,11 +306,9 @@ type ShareOptions struct {
 // while hashing and returns the root CID. Sharing unchanged content again
 // returns the same root.
 func (n *Node) Share(ctx context.Context, path string, opts ShareOptions) (cid.Cid, error) {
-	st, err := os.Stat(path)
-	if err != nil {
+	if _, err := os.Stat(path); err != nil {
 		return cid.Undef, fmt.Errorf("node: share: %w", err)
 	}
-	_ = st
 	bo := manifest.BuildOptions{ChunkSize: opts.ChunkSize, Progress: opts.Progress}
 	if opts.SHA256 {
 		bo.Hash = sha256Code

@@ -32,7 +32,6 @@ type fetchOptions struct {
 	Trace      string        // runtime/trace of each timed shoal fetch: PREFIX.shoal-runN.trace
 	Timeline   bool          // print the shoal fetch's progress reports
 	Checkpoint time.Duration // transfer.Config.CheckpointInterval; 0: the default
-	NoPrefault bool          // skip prefault before each timed section
 	Args       []string
 	Out        io.Writer
 }
@@ -98,9 +97,8 @@ func fetchCmd(ctx context.Context, args []string, out io.Writer) error {
 	discard := fs.Bool("discard", false, "also measure the TLS copy into io.Discard (\"TLS copy, no disk\"): node.Fetch has no discard mode")
 	jsonPath := fs.String("json", "", "also write the results as JSON to this file")
 	prof := fs.String("cpuprofile", "", "write a CPU profile of each timed section to PREFIX.<variant>-runN.pprof")
-	trace := fs.String("trace", "", "write an execution trace of each timed shoal fetch to PREFIX.shoal-runN.trace")
+	tracePrefix := fs.String("trace", "", "write an execution trace of each timed shoal fetch to PREFIX.shoal-runN.trace")
 	timeline := fs.Bool("timeline", false, "print the shoal fetch's progress reports (every 200 ms)")
-	noPrefault := fs.Bool("no-prefault", false, "do not touch and free Size+256MiB of memory before each timed section (see prefault_linux.go)")
 	checkpoint := fs.Duration("checkpoint", 0, "the fetcher's checkpoint interval (fsync + have-bitfield record); 0: the node's default")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: shoal-bench fetch [flags]\n\n"+
@@ -122,9 +120,6 @@ func fetchCmd(ctx context.Context, args []string, out io.Writer) error {
 	if *discard {
 		repro = append(repro, "--discard")
 	}
-	if *noPrefault {
-		repro = append(repro, "--no-prefault")
-	}
 	if *checkpoint != 0 {
 		repro = append(repro, "--checkpoint", checkpoint.String())
 	}
@@ -133,7 +128,7 @@ func fetchCmd(ctx context.Context, args []string, out io.Writer) error {
 	}
 	_, err := runFetch(ctx, fetchOptions{
 		Size: size.n, Runs: *runs, Warmup: *warmup, Dir: *dir, Discard: *discard, JSON: *jsonPath,
-		CPUProfile: *prof, Trace: *trace, Timeline: *timeline, Checkpoint: *checkpoint, NoPrefault: *noPrefault, Args: repro, Out: out,
+		CPUProfile: *prof, Trace: *tracePrefix, Timeline: *timeline, Checkpoint: *checkpoint, Args: repro, Out: out,
 	})
 	return err
 }
@@ -226,9 +221,6 @@ func measureVariant(ctx context.Context, v string, run *FetchRun, res *FetchResu
 			dst = filepath.Join(dir, "tls-copy-"+runName(run.Run)+".bin")
 			defer os.Remove(dst)
 		}
-		if err := o.prefault(); err != nil {
-			return err
-		}
 		stop, err := prof.start(pname)
 		if err != nil {
 			return err
@@ -309,9 +301,6 @@ func shoalFetch(ctx context.Context, run *FetchRun, res *FetchResult, dir, src s
 				p.Elapsed.Seconds(), p.Phase, float64(p.Received)/1e6, float64(p.Bytes)/1e6, p.Rate/1e6)
 		}
 	}
-	if err := o.prefault(); err != nil {
-		return err
-	}
 	stop, err := prof.start(pname)
 	if err != nil {
 		return err
@@ -336,15 +325,6 @@ func shoalFetch(ctx context.Context, run *FetchRun, res *FetchResult, dir, src s
 		return fmt.Errorf("fetch wrote %s, want %s", fr.Path, dst)
 	}
 	return checkSame(dst, o.Size, sum)
-}
-
-// prefault readies memory for the page cache of the next timed section:
-// the destination file, plus room for socket buffers.
-func (o fetchOptions) prefault() error {
-	if o.NoPrefault {
-		return nil
-	}
-	return prefault(o.Size + 256<<20)
 }
 
 // startTrace starts an execution trace to prefix.name.trace when prefix

@@ -69,7 +69,7 @@ type HashResult struct {
 	Note string `json:"note"`
 }
 
-const hashNote = "the file is in the page cache after it is written (nothing is dropped): both figures are CPU-bound hashing, not disk reads"
+const hashNote = "the file is in the page cache after it is written (nothing is dropped): every figure is CPU-bound hashing, not disk reads"
 
 func hashCmd(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("hash", flag.ContinueOnError)

@@ -1,15 +1,18 @@
 // Command shoal-bench measures shoal's performance figures as ratios
 // against a baseline measured in the same run, on the same machine:
 //
-//	shoal-bench hash  [--size 1GiB] [--runs 5] [--dir DIR] [--json FILE] [--cpuprofile PREFIX]
-//	shoal-bench fetch [--size 1GiB] [--runs 3] [--dir DIR] [--discard] [--json FILE] [--cpuprofile PREFIX]
+//	shoal-bench hash  [--size 1GiB] [--runs 5] [--warmup 1] [--dir DIR] [--json FILE] [--cpuprofile PREFIX]
+//	shoal-bench fetch [--size 1GiB] [--runs 3] [--warmup 1] [--dir DIR] [--discard] [--json FILE]
+//	                  [--cpuprofile PREFIX] [--trace PREFIX] [--timeline] [--checkpoint DURATION]
 //
 // hash compares manifest.BuildFromPath with BLAKE3-256 on all cores from
-// memory; fetch compares a single-peer shoal fetch over loopback TCP with a
-// plain TLS 1.3 copy of the same bytes. Each prints the command that
-// reproduces it, the machine and the date, the per-run figures, their
-// medians and the median of the per-run ratios. BENCHMARKS.md at the
-// repository root records the results.
+// memory (and from cache); fetch compares a single-peer shoal fetch over
+// loopback TCP with a plain TLS 1.3 copy of the same bytes. Each prints
+// the command that reproduces it, the machine and the date, the per-run
+// figures, their medians and the median of the per-run ratios; the
+// measurements of a run are taken side by side, in an order that rotates
+// from run to run. BENCHMARKS.md at the repository root records the
+// results.
 //
 // Files go in a new directory under --dir (default os.TempDir()), removed
 // at the end, also on error, SIGINT or SIGTERM, or when the output
