@@ -152,11 +152,37 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	if ok == 0 && len(errs) > 0 {
+		return fmt.Errorf("dht: no bootstrap peer reachable: %w", errors.Join(errs...))
+	}
 	if err := d.kad.Bootstrap(ctx); err != nil {
 		return fmt.Errorf("dht: bootstrap: %w", err)
 	}
-	if ok == 0 && len(errs) > 0 {
-		return fmt.Errorf("dht: no bootstrap peer reachable: %w", errors.Join(errs...))
+	if ok > 0 {
+		// A connected peer enters the routing table once identify has
+		// confirmed that it speaks the DHT protocol, a moment after the
+		// dial: wait for it, so that a provide or a lookup made right
+		// after Bootstrap has someone to ask.
+		return d.waitRoutable(ctx, 10*time.Second)
+	}
+	return nil
+}
+
+// waitRoutable waits until the routing table holds a peer, ctx ends or
+// limit passes.
+func (d *DHT) waitRoutable(ctx context.Context, limit time.Duration) error {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for d.kad.RoutingTable().Size() == 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("dht: bootstrap peers connected but none speaks %s", d.cfg.ProtocolPrefix)
+		case <-tick.C:
+		}
 	}
 	return nil
 }

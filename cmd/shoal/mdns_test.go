@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // netns runs ip(8) with args and fails the test on error.
@@ -47,14 +50,16 @@ func TestMDNSInNamespaces(t *testing.T) {
 	}
 	homes := []string{t.TempDir(), t.TempDir()}
 	ids := make([]string, 2)
+	logs := make([]*syncBuffer, 2)
 	for i, ns := range []string{nsA, nsB} {
 		cmd := exec.Command("ip", "netns", "exec", ns, shoalBin, "--home", homes[i], "daemon",
-			"--mdns", "--log-level", "warn", "--listen", fmt.Sprintf("/ip4/10.231.7.%d/tcp/0", i+1))
+			"--mdns", "--log-level", "debug", "--listen", fmt.Sprintf("/ip4/10.231.7.%d/tcp/0", i+1))
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd.Stderr = os.Stderr
+		logs[i] = &syncBuffer{}
+		cmd.Stderr = logs[i]
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -71,19 +76,52 @@ func TestMDNSInNamespaces(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, "mDNS discovery between the namespaces", func() bool {
-		out, _, err := shoal(t, homes[0], "peers", "--json")
-		var peers []struct {
-			ID string `json:"id"`
-		}
-		if err != nil || json.Unmarshal([]byte(out), &peers) != nil {
-			return false
-		}
-		for _, p := range peers {
-			if p.ID == ids[1] {
-				return true
+	// mDNS queries are spaced 4s, then about 10s, then about 25s apart:
+	// allow for a lost first query.
+	deadline := time.Now().Add(45 * time.Second)
+	for !connected(t, homes[0], ids[1]) && !connected(t, homes[1], ids[0]) {
+		if time.Now().After(deadline) {
+			for i, ns := range []string{nsA, nsB} {
+				out, _ := exec.Command("ip", "-n", ns, "addr").CombinedOutput()
+				t.Logf("namespace %s:\n%s\ndaemon log:\n%s", ns, out, logs[i].String())
 			}
+			t.Fatal("the daemons did not find each other by mDNS")
 		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// connected reports whether the daemon of home lists peer id.
+func connected(t *testing.T, home, id string) bool {
+	out, _, err := shoal(t, home, "peers", "--json")
+	var peers []struct {
+		ID string `json:"id"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &peers) != nil {
 		return false
-	})
+	}
+	for _, p := range peers {
+		if p.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
