@@ -1,0 +1,312 @@
+package membership
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testCfg is a fast protocol for tests on loopback.
+func testCfg() Config {
+	c := DefaultConfig()
+	c.ProbeInterval = 200 * time.Millisecond
+	c.ProbeTimeout = 100 * time.Millisecond
+	c.SyncInterval = time.Second
+	return c
+}
+
+type testNode struct {
+	h      host.Host
+	m      *Membership
+	cancel context.CancelFunc
+	closed bool
+}
+
+// newCluster starts n nodes on loopback; each joins through the first.
+func newCluster(t *testing.T, n int, cfg Config) []*testNode {
+	t.Helper()
+	nodes := make([]*testNode, n)
+	for i := range nodes {
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithMessageSignaturePolicy(pubsub.StrictSign))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := cfg
+		c.Meta.Name = fmt.Sprintf("node-%d", i)
+		m, err := New(h, ps, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.SetStreamHandler(SyncProtocol, func(s network.Stream) {
+			var b [1]byte
+			if _, err := io.ReadFull(s, b[:]); err != nil || b[0] != SyncRequest {
+				s.Reset()
+				return
+			}
+			m.ServeSync(s)
+		})
+		tn := &testNode{h: h, m: m, cancel: cancel}
+		nodes[i] = tn
+		t.Cleanup(func() { tn.close() })
+	}
+	boot := peer.AddrInfo{ID: nodes[0].h.ID(), Addrs: nodes[0].h.Addrs()}
+	var wg sync.WaitGroup
+	for _, tn := range nodes[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := tn.h.Connect(ctx, boot); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := tn.m.Join(ctx, []peer.ID{boot.ID}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	return nodes
+}
+
+func (tn *testNode) close() {
+	if tn.closed {
+		return
+	}
+	tn.closed = true
+	tn.m.Close()
+	tn.cancel()
+	tn.h.Close()
+}
+
+// crash stops a node without a word to anyone.
+func (tn *testNode) crash() {
+	tn.closed = true
+	tn.m.mu.Lock()
+	tn.m.closed = true
+	tn.m.mu.Unlock()
+	tn.m.cancel()
+	tn.m.sub.Cancel()
+	tn.m.wg.Wait()
+	tn.cancel()
+	tn.h.Close()
+}
+
+// waitUntil re-checks cond whenever any node reports a membership event,
+// until it holds or timeout passes.
+func waitUntil(t *testing.T, nodes []*testNode, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	events := make(chan struct{}, 1)
+	var cancels []func()
+	for _, tn := range nodes {
+		if tn.closed {
+			continue
+		}
+		ch, cancel := tn.m.Subscribe(1024)
+		cancels = append(cancels, cancel)
+		go func() {
+			for range ch {
+				select {
+				case events <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for !cond() {
+		select {
+		case <-events:
+		case <-deadline.C:
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+	}
+	return time.Since(start)
+}
+
+// states counts what node tn believes of id.
+func stateOf(tn *testNode, id peer.ID) State {
+	for _, mb := range tn.m.Members() {
+		if mb.ID == id {
+			return mb.State
+		}
+	}
+	return 0
+}
+
+func allSee(nodes []*testNode, id peer.ID, s State) bool {
+	for _, tn := range nodes {
+		if tn.closed || tn.h.ID() == id {
+			continue
+		}
+		if stateOf(tn, id) != s {
+			return false
+		}
+	}
+	return true
+}
+
+func allAlive(nodes []*testNode) bool {
+	for _, tn := range nodes {
+		n := 0
+		for _, mb := range tn.m.Members() {
+			if mb.State == Alive {
+				n++
+			}
+		}
+		if n != len(nodes) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestJoinTwentyNodes(t *testing.T) {
+	nodes := newCluster(t, 20, testCfg())
+	waitUntil(t, nodes, 30*time.Second, "every node to see 20 alive", func() bool { return allAlive(nodes) })
+	// Metadata travels with the members.
+	for _, mb := range nodes[5].m.Members() {
+		if mb.Meta.Name == "" || len(mb.Meta.Addrs) == 0 {
+			t.Fatalf("member %s without metadata: %+v", mb.ID, mb.Meta)
+		}
+	}
+}
+
+func TestCrashDetected(t *testing.T) {
+	cfg := testCfg()
+	nodes := newCluster(t, 8, cfg)
+	waitUntil(t, nodes, 30*time.Second, "convergence", func() bool { return allAlive(nodes) })
+	victim := nodes[3]
+	id := victim.h.ID()
+	victim.crash()
+	took := waitUntil(t, nodes, 30*time.Second, "every node to declare the crashed one dead",
+		func() bool { return allSee(nodes, id, Dead) })
+	// Bound: a full round of probes to reach it, the probe itself, the
+	// longest suspicion timeout, and a second of gossip.
+	n := len(nodes)
+	_, maxSusp := func() (time.Duration, time.Duration) {
+		nodes[0].m.mu.Lock()
+		defer nodes[0].m.mu.Unlock()
+		return nodes[0].m.suspicionTimeouts()
+	}()
+	bound := time.Duration(n)*cfg.ProbeInterval + cfg.ProbeInterval + maxSusp + time.Second
+	t.Logf("crash to last verdict: %v (bound %v)", took, bound)
+	if took > bound {
+		t.Fatalf("detection took %v, over the bound %v", took, bound)
+	}
+}
+
+func TestGracefulLeave(t *testing.T) {
+	nodes := newCluster(t, 6, testCfg())
+	waitUntil(t, nodes, 30*time.Second, "convergence", func() bool { return allAlive(nodes) })
+	var deadSeen sync.Map
+	leaver := nodes[2]
+	id := leaver.h.ID()
+	var cancels []func()
+	for _, tn := range nodes {
+		if tn == leaver {
+			continue
+		}
+		ch, cancel := tn.m.Subscribe(1024)
+		cancels = append(cancels, cancel)
+		go func() {
+			for e := range ch {
+				if e.Member.ID == id && e.Member.State == Dead {
+					deadSeen.Store(tn.h.ID(), true)
+				}
+			}
+		}()
+	}
+	leaver.close()
+	waitUntil(t, nodes, 10*time.Second, "every node to record the leave", func() bool { return allSee(nodes, id, Left) })
+	for _, c := range cancels {
+		c()
+	}
+	deadSeen.Range(func(k, _ any) bool {
+		t.Errorf("%v recorded the leaver as dead", k)
+		return true
+	})
+}
+
+func TestStalledNodeRefutes(t *testing.T) {
+	cfg := testCfg()
+	nodes := newCluster(t, 6, cfg)
+	waitUntil(t, nodes, 30*time.Second, "convergence", func() bool { return allAlive(nodes) })
+	slow := nodes[4]
+	id := slow.h.ID()
+	var deadSeen, suspected sync.Map
+	var cancels []func()
+	for _, tn := range nodes {
+		if tn == slow {
+			continue
+		}
+		ch, cancel := tn.m.Subscribe(1024)
+		cancels = append(cancels, cancel)
+		go func() {
+			for e := range ch {
+				if e.Member.ID == id && e.Member.State == Dead {
+					deadSeen.Store(tn.h.ID(), true)
+				}
+				if e.Member.ID == id && e.Member.State == Suspect {
+					suspected.Store(tn.h.ID(), true)
+				}
+			}
+		}()
+	}
+	slow.m.pause()
+	// Stalled until someone suspects it, then for less than the shortest
+	// suspicion timeout.
+	waitUntil(t, nodes, 10*time.Second, "a suspicion of the stalled node", func() bool {
+		for _, tn := range nodes {
+			if tn != slow && stateOf(tn, id) == Suspect {
+				return true
+			}
+		}
+		return false
+	})
+	slow.m.resume()
+	waitUntil(t, nodes, 10*time.Second, "the stalled node to be alive everywhere", func() bool {
+		return allSee(nodes, id, Alive)
+	})
+	for _, c := range cancels {
+		c()
+	}
+	deadSeen.Range(func(k, _ any) bool {
+		t.Errorf("%v declared the stalled node dead", k)
+		return true
+	})
+	var inc uint64
+	for _, mb := range slow.m.Members() {
+		if mb.ID == id {
+			inc = mb.Incarnation
+		}
+	}
+	if inc < 2 {
+		t.Fatalf("the stalled node did not refute (incarnation %d)", inc)
+	}
+}
