@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/shoalnet/shoal/node/membership"
 	"github.com/shoalnet/shoal/transfer"
 )
 
@@ -40,6 +41,16 @@ type Config struct {
 	// the same network found there. It sends multicast on every interface.
 	// Default false.
 	MDNS bool
+	// Name is this member's name in the membership view. Default: the
+	// host name.
+	Name string
+	// Roles are this member's roles, as it announces them.
+	Roles []string
+	// Version is announced in the member metadata.
+	Version string
+	// Membership tunes failure detection (its Network and Meta are set by
+	// the node).
+	Membership membership.Config
 	// Transfer tunes the transfer service.
 	Transfer transfer.Config
 	// Libp2pOptions are appended to the host's options (they win).
@@ -60,6 +71,8 @@ func DefaultConfig() Config {
 		},
 		FindTimeout:    30 * time.Second,
 		ProvideTimeout: time.Minute,
+		Name:           hostname(),
+		Membership:     membership.DefaultConfig(),
 		Transfer:       transfer.DefaultConfig(),
 		Logger:         slog.New(slog.DiscardHandler),
 	}

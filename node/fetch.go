@@ -85,6 +85,7 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOp
 	}
 	n.announce(n.ctx, root, res.Manifest.Name, res.Manifest.Size, int64(countFiles(res)))
 	n.provide(root)
+	n.refreshMeta()
 	return res, nil
 }
 

@@ -29,6 +29,7 @@ import (
 
 	"github.com/shoalnet/shoal/dht"
 	"github.com/shoalnet/shoal/node/catalog"
+	"github.com/shoalnet/shoal/node/membership"
 	"github.com/shoalnet/shoal/transfer"
 	"github.com/shoalnet/shoal/transfer/manifest"
 )
@@ -49,6 +50,7 @@ type Node struct {
 	dht     *dht.DHT
 	ps      *pubsub.PubSub
 	cat     *catalog.Catalog
+	members *membership.Membership
 	xfer    *transfer.Service
 	started time.Time
 
@@ -161,6 +163,25 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		cfg: cfg, log: cfg.Logger, key: key, h: h, db: db, dht: kad, ps: ps,
 		cat: cat, xfer: xfer, started: time.Now(), ctx: nctx, cancel: cancel,
 	}
+	mcfg := cfg.Membership
+	mcfg.Network = cfg.Network
+	if mcfg.Logger == nil {
+		mcfg.Logger = cfg.Logger
+	}
+	mcfg.Meta = n.meta()
+	members, err := membership.New(h, ps, mcfg)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, members.Close)
+	n.members = members
+	events, _ := members.Subscribe(1024) // closed by members.Close
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.watchMembers(events)
+	}()
+	h.SetStreamHandler(catalog.SyncProtocol, n.handleSync)
 	if cfg.MDNS {
 		if err := n.startMDNS(); err != nil {
 			n.Close()
@@ -170,6 +191,13 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if len(cfg.BootstrapPeers) > 0 {
 		if err := kad.Bootstrap(ctx); err != nil {
 			n.log.Warn("bootstrap", "err", err)
+		}
+		var ids []peer.ID
+		for _, ai := range cfg.BootstrapPeers {
+			ids = append(ids, ai.ID)
+		}
+		if err := members.Join(ctx, ids); err != nil {
+			n.log.Warn("join members", "err", err)
 		}
 	}
 	// Serve and provide what was shared before a restart.
@@ -208,7 +236,9 @@ func newHost(cfg Config, key crypto.PrivKey) (host.Host, error) {
 // checkpointed and resume on the next start. It may be called twice.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
-		var errs []error
+		// Leave first, while the host can still say so.
+		errs := []error{n.members.Close()}
+		n.h.RemoveStreamHandler(catalog.SyncProtocol)
 		if n.mdns != nil {
 			errs = append(errs, n.mdns.Close())
 		}
@@ -256,6 +286,7 @@ func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
 	if err := n.h.Connect(ctx, ai); err != nil {
 		return fmt.Errorf("node: connect %s: %w", ai.ID, err)
 	}
+	n.joinMembers([]peer.ID{ai.ID})
 	return nil
 }
 
@@ -319,6 +350,7 @@ func (n *Node) Share(ctx context.Context, path string, opts ShareOptions) (cid.C
 	}
 	n.announce(ctx, rec.Root, rec.Name, rec.Size, int64(rec.Files))
 	n.provide(rec.Root)
+	n.refreshMeta()
 	return rec.Root, nil
 }
 
@@ -352,6 +384,7 @@ func (n *Node) Unshare(ctx context.Context, root cid.Cid) error {
 	if err := n.cat.Withdraw(ctx, root); err != nil {
 		n.log.Warn("withdraw", "root", root, "err", err)
 	}
+	n.refreshMeta()
 	return nil
 }
 

@@ -541,3 +541,22 @@ func (s *Service) Fetches() []Progress {
 	}
 	return out
 }
+
+// PeerGone tells the service that p has failed or left the network: every
+// fetch drops its session with p at once, and p's outstanding chunks go to
+// other peers without waiting for request timeouts.
+func (s *Service) PeerGone(p peer.ID) {
+	s.mu.Lock()
+	fs := make([]*fetch, 0, len(s.active))
+	for _, f := range s.active {
+		fs = append(fs, f)
+	}
+	s.mu.Unlock()
+	for _, f := range fs {
+		f.mu.Lock()
+		if sess := f.sessions[p]; sess != nil {
+			f.dropLocked(sess, errors.New("peer left or failed (membership)"), false)
+		}
+		f.mu.Unlock()
+	}
+}

@@ -20,11 +20,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// SyncProtocol is the anti-entropy protocol.
+// SyncProtocol is the anti-entropy protocol. Its first byte says what is
+// synced; the node that owns the host dispatches on it.
 const SyncProtocol = "/shoal/sync/1.0.0"
 
-// syncCatalog is the request byte that asks for the catalog.
-const syncCatalog = 1
+// SyncRequest is the first byte of a catalog pull on SyncProtocol.
+const SyncRequest byte = 1
 
 // maxSyncEntries bounds what one sync accepts.
 const maxSyncEntries = 100_000
@@ -67,8 +68,9 @@ type Catalog struct {
 	notify *network.NotifyBundle
 }
 
-// New joins the catalog topic on ps, serves sync requests, and pulls the
-// catalog of every peer that connects. Close stops it.
+// New joins the catalog topic on ps and pulls the catalog of every peer
+// that connects. The owner of the host routes catalog pulls on
+// SyncProtocol to ServeSync. Close stops it.
 func New(h host.Host, ps *pubsub.PubSub, db *bolt.DB, key crypto.PrivKey, cfg Config) (*Catalog, error) {
 	if cfg.Network == "" {
 		cfg.Network = "default"
@@ -103,7 +105,6 @@ func New(h host.Host, ps *pubsub.PubSub, db *bolt.DB, key crypto.PrivKey, cfg Co
 	}
 	c.topic, c.sub = t, sub
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	h.SetStreamHandler(SyncProtocol, c.serveSync)
 	c.notify = &network.NotifyBundle{ConnectedF: func(_ network.Network, conn network.Conn) {
 		c.pullSoon(conn.RemotePeer())
 	}}
@@ -131,7 +132,6 @@ func (c *Catalog) Close() error {
 	c.closed = true
 	c.mu.Unlock()
 	c.h.Network().StopNotify(c.notify)
-	c.h.RemoveStreamHandler(SyncProtocol)
 	c.cancel()
 	c.sub.Cancel()
 	c.wg.Wait()
@@ -319,7 +319,7 @@ func (c *Catalog) Sync(ctx context.Context, p peer.ID) error {
 	if d, ok := ctx.Deadline(); ok {
 		s.SetDeadline(d)
 	}
-	if _, err := s.Write([]byte{syncCatalog}); err != nil {
+	if _, err := s.Write([]byte{SyncRequest}); err != nil {
 		s.Reset()
 		return err
 	}
@@ -363,14 +363,10 @@ func readEntries(r *bufio.Reader, fn func([]byte)) (int, error) {
 	}
 }
 
-func (c *Catalog) serveSync(s network.Stream) {
+// ServeSync answers a catalog pull whose request byte was read already.
+func (c *Catalog) ServeSync(s network.Stream) {
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(30 * time.Second))
-	var req [1]byte
-	if _, err := io.ReadFull(s, req[:]); err != nil || req[0] != syncCatalog {
-		s.Reset()
-		return
-	}
 	_, raw, err := c.all()
 	if err != nil {
 		s.Reset()

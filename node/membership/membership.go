@@ -481,3 +481,32 @@ func shuffle(ids []peer.ID) []peer.ID {
 	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out
 }
+
+// UpdateMeta replaces this member's metadata and announces it with a new
+// incarnation.
+func (m *Membership) UpdateMeta(meta Meta) error {
+	if err := meta.check(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return errors.New("membership: closed")
+	}
+	me := m.members[m.self]
+	me.Meta = meta
+	me.Incarnation++
+	me.Changed = time.Now()
+	m.emit(me, me.State)
+	a := m.aliveUpdateLocked()
+	m.mu.Unlock()
+	m.publishAsync(a)
+	return nil
+}
+
+// Self returns this member's own entry.
+func (m *Membership) Self() Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.members[m.self].Member
+}
