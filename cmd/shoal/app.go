@@ -34,6 +34,7 @@ func run(ctx context.Context, args []string) error {
 			unshareCommand(),
 			lsCommand(),
 			peersCommand(),
+			membersCommand(),
 			statusCommand(),
 			versionCommand(),
 		},

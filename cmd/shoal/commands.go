@@ -27,6 +27,8 @@ func client(c *cli.Context) (*api.Client, error) {
 	return api.NewClient(home), nil
 }
 
+func printJSONCompact(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -234,7 +236,8 @@ func statusCommand() *cli.Command {
 		Name:  "status",
 		Usage: "show this node: id, network, uptime, shares, transfers, reachability",
 		Description: "JSON: {\"id\", \"network\", \"version\", \"addrs\", \"started\", \"uptime_ns\",\n" +
-			"\"peers\", \"shares\", \"catalog\", \"fetches\", \"dht_peers\", \"reachability\"}.",
+			"\"peers\", \"shares\", \"catalog\", \"fetches\", \"dht_peers\", \"members\" (count by\n" +
+			"state), \"reachability\"}.",
 		Flags: []cli.Flag{jsonFlag},
 		Action: withClient(func(c *cli.Context, cl *api.Client) error {
 			st, err := cl.Status(c.Context)
@@ -251,6 +254,8 @@ func statusCommand() *cli.Command {
 			fmt.Fprintf(w, "uptime:       %s\n", st.Uptime.Round(time.Second))
 			fmt.Fprintf(w, "peers:        %d connected, %d in the DHT routing table\n", st.Peers, st.DHTPeers)
 			fmt.Fprintf(w, "shares:       %d served, %d in the catalog\n", st.Shares, st.Catalog)
+			fmt.Fprintf(w, "members:      %d alive, %d suspect, %d dead, %d left\n",
+				st.Members["alive"], st.Members["suspect"], st.Members["dead"], st.Members["left"])
 			fmt.Fprintf(w, "reachability: %s\n", st.Reachable)
 			for _, a := range st.Addrs {
 				fmt.Fprintf(w, "address:      %s\n", a)

@@ -341,3 +341,48 @@ func TestKill9ResumesFetch(t *testing.T) {
 		t.Fatalf("resumed %d chunks after kill -9, want at least 4:\n%s", resumed, out)
 	}
 }
+
+func TestMembersCommand(t *testing.T) {
+	homeA, homeB := t.TempDir(), t.TempDir()
+	_, addrA := startDaemon(t, homeA)
+	b, _ := startDaemon(t, homeB, "--bootstrap", addrA)
+	type member struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+		Meta  struct {
+			Addrs []string `json:"addrs"`
+		} `json:"meta"`
+	}
+	members := func(home string) []member {
+		var ms []member
+		out, _, err := shoal(t, home, "members", "--json")
+		if err != nil || json.Unmarshal([]byte(out), &ms) != nil {
+			return nil
+		}
+		return ms
+	}
+	eventually(t, "both members alive on A", func() bool {
+		ms := members(homeA)
+		alive := 0
+		for _, m := range ms {
+			if m.State == "alive" && len(m.Meta.Addrs) > 0 {
+				alive++
+			}
+		}
+		return alive == 2
+	})
+	if out := mustShoal(t, homeA, "status"); !strings.Contains(out, "members:      2 alive") {
+		t.Fatalf("status: %s", out)
+	}
+	// B leaves gracefully: A records "left".
+	b.Process.Signal(syscall.SIGINT)
+	b.Wait()
+	eventually(t, "B recorded as left on A", func() bool {
+		for _, m := range members(homeA) {
+			if m.State == "left" {
+				return true
+			}
+		}
+		return false
+	})
+}

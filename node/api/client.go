@@ -17,6 +17,7 @@ import (
 
 	"github.com/shoalnet/shoal/node"
 	"github.com/shoalnet/shoal/node/catalog"
+	"github.com/shoalnet/shoal/node/membership"
 	"github.com/shoalnet/shoal/transfer"
 	"github.com/shoalnet/shoal/transfer/manifest"
 )
@@ -233,4 +234,31 @@ func (c *Client) Fetch(ctx context.Context, req FetchRequest, progress func(tran
 			progress(*e.Fetch)
 		}
 	})
+}
+
+// Members returns the daemon's membership view.
+func (c *Client) Members(ctx context.Context) ([]membership.Member, error) {
+	var m []membership.Member
+	return m, c.get(ctx, "/v1/members", &m)
+}
+
+// WatchMembers calls fn for each membership event until ctx ends or the
+// daemon stops.
+func (c *Client) WatchMembers(ctx context.Context, fn func(membership.Event)) error {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/members/watch", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var e membership.Event
+		if err := dec.Decode(&e); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("daemon stopped the member stream: %w", err)
+		}
+		fn(e)
+	}
 }

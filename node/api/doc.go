@@ -14,6 +14,8 @@
 //	POST   /v1/fetch           FetchRequest  -> NDJSON Event stream
 //	DELETE /v1/shares/{root}   unshare
 //	POST   /v1/connect         ConnectRequest
+//	GET    /v1/members         []membership.Member
+//	GET    /v1/members/watch   NDJSON stream of membership.Event
 //
 // Errors are JSON {"error": "...", "code": "..."}; the client turns the
 // codes back into the sentinel errors of node and transfer, so callers

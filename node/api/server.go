@@ -43,6 +43,8 @@ func NewServer(n *node.Node, version string, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/fetch", s.fetch)
 	s.mux.HandleFunc("DELETE /v1/shares/{root}", s.unshare)
 	s.mux.HandleFunc("POST /v1/connect", s.connect)
+	s.mux.HandleFunc("GET /v1/members", s.membersList)
+	s.mux.HandleFunc("GET /v1/members/watch", s.membersWatch)
 	return s
 }
 
@@ -106,6 +108,10 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if cat, err := s.n.Catalog(); err == nil {
 		st.Catalog = len(cat)
+	}
+	st.Members = map[string]int{}
+	for _, m := range s.n.Members() {
+		st.Members[m.State.String()]++
 	}
 	writeJSON(w, st)
 }
@@ -252,4 +258,36 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 	}
 	p := res.Progress
 	st.send(Event{Type: "done", Root: root.String(), Name: res.Manifest.Name, Path: res.Path, Fetch: &p})
+}
+
+func (s *Server) membersList(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.n.Members()) }
+
+// membersWatch streams membership events as NDJSON until the client goes
+// away.
+func (s *Server) membersWatch(w http.ResponseWriter, r *http.Request) {
+	events, cancel := s.n.SubscribeMembers(1024)
+	defer cancel()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case e, ok := <-events:
+			if !ok {
+				return
+			}
+			if enc.Encode(e) != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+	}
 }

@@ -23,6 +23,7 @@ type Status struct {
 	Catalog   int                 `json:"catalog"`
 	Fetches   []transfer.Progress `json:"fetches"`
 	DHTPeers  int                 `json:"dht_peers"`
+	Members   map[string]int      `json:"members"` // count by state: alive, suspect, dead, left
 	Reachable string              `json:"reachability"`
 }
 

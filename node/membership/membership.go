@@ -44,8 +44,24 @@ func (s State) String() string {
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
 
-// MarshalText writes the state's name.
-func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+// MarshalText writes the state's name ("" for none).
+func (s State) MarshalText() ([]byte, error) {
+	if s == 0 {
+		return nil, nil
+	}
+	return []byte(s.String()), nil
+}
+
+// UnmarshalText reads a state's name.
+func (s *State) UnmarshalText(b []byte) error {
+	for _, c := range []State{0, Alive, Suspect, Dead, Left} {
+		if t, _ := c.MarshalText(); string(t) == string(b) {
+			*s = c
+			return nil
+		}
+	}
+	return fmt.Errorf("membership: unknown state %q", b)
+}
 
 // Member is one member as this node sees it.
 type Member struct {
