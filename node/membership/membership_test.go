@@ -36,10 +36,19 @@ type testNode struct {
 
 // newCluster starts n nodes on loopback; each joins through the first.
 func newCluster(t *testing.T, n int, cfg Config) []*testNode {
+	return newClusterWith(t, n, cfg, nil)
+}
+
+// newClusterWith is newCluster with a connection gater per node.
+func newClusterWith(t *testing.T, n int, cfg Config, gaters []*splitGater) []*testNode {
 	t.Helper()
 	nodes := make([]*testNode, n)
 	for i := range nodes {
-		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		opts := []libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0")}
+		if gaters != nil {
+			opts = append(opts, libp2p.ConnectionGater(gaters[i]))
+		}
+		h, err := libp2p.New(opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
