@@ -555,3 +555,41 @@ func TestIPFSDHTInterop(t *testing.T) {
 		t.Fatal("the IPFS DHT node did not find the shoal node as provider")
 	}
 }
+
+// When membership declares a provider gone, the fetch drops it at once
+// and its chunks go to the others.
+func TestPeerGoneReassigns(t *testing.T) {
+	slow := func(c *Config) { c.Transfer.UploadRate = 16 << 20 }
+	a, b, f := newTestNode(t, slow), newTestNode(t, slow), newTestNode(t)
+	src := randomFile(t, t.TempDir(), "data.bin", 24<<20)
+	ctx := context.Background()
+	root, err := a.Share(ctx, src, ShareOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Share(ctx, src, ShareOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	quarter := make(chan struct{})
+	go func() {
+		<-quarter
+		f.xfer.PeerGone(a.ID())
+	}()
+	res, err := f.Fetch(ctx, root, filepath.Join(t.TempDir(), "out"), FetchOptions{
+		Peers: []peer.AddrInfo{a.AddrInfo(), b.AddrInfo()}, NoDHT: true,
+		Progress: waitProgress(0.25, quarter),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameFile(t, src, res.Path)
+	for _, pp := range res.Progress.Peers {
+		if pp.Peer == a.ID() {
+			if !strings.Contains(pp.Error, "membership") {
+				t.Fatalf("gone peer not dropped by membership: %+v", pp)
+			}
+			return
+		}
+	}
+	t.Fatal("gone peer missing from the figures")
+}
