@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -121,7 +122,11 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	closers = append(closers, db.Close)
 
-	h, err := newHost(cfg, key)
+	psk, err := loadSwarmKey(home)
+	if err != nil {
+		return nil, err
+	}
+	h, err := newHost(cfg, key, psk)
 	if err != nil {
 		return nil, err
 	}
@@ -208,22 +213,34 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	return n, nil
 }
 
-func newHost(cfg Config, key crypto.PrivKey) (host.Host, error) {
+func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK) (host.Host, error) {
 	cm, err := connmgr.NewConnManager(100, 400, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
 		return nil, err
 	}
+	listen := cfg.ListenAddrs
+	transports := []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(quic.NewTransport)}
+	if psk != nil {
+		var dropped bool
+		listen, dropped = tcpOnly(listen)
+		if dropped {
+			cfg.Logger.Info("private network: QUIC is off, it cannot carry the swarm key; listening on TCP only")
+		}
+		if len(listen) == 0 {
+			return nil, errors.New("node: a private network needs a TCP listen address (QUIC cannot carry the swarm key)")
+		}
+		transports = []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.PrivateNetwork(psk)}
+	}
 	opts := []libp2p.Option{
 		libp2p.Identity(key),
-		libp2p.ListenAddrStrings(cfg.ListenAddrs...),
+		libp2p.ListenAddrStrings(listen...),
 		// TLS first: AES-GCM is about twice as fast as Noise's ChaCha20.
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Security(noise.ID, noise.New),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(quic.NewTransport),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionManager(cm),
 	}
+	opts = append(opts, transports...)
 	opts = append(opts, cfg.Libp2pOptions...)
 	h, err := libp2p.New(opts...)
 	if err != nil {

@@ -593,3 +593,60 @@ func TestPeerGoneReassigns(t *testing.T) {
 	}
 	t.Fatal("gone peer missing from the figures")
 }
+
+// A private network: a node without the swarm key, or with another one,
+// cannot connect; with it, it can, and QUIC is off.
+func TestPrivateNetwork(t *testing.T) {
+	homeA := t.TempDir()
+	if err := NewSwarmKey(homeA); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewSwarmKey(homeA); err == nil {
+		t.Fatal("an existing swarm key was replaced")
+	}
+	key, _ := os.ReadFile(filepath.Join(homeA, SwarmKeyFile))
+	withKey := func(key []byte) string {
+		home := t.TempDir()
+		if key != nil {
+			os.WriteFile(filepath.Join(home, SwarmKeyFile), key, 0o600)
+		}
+		return home
+	}
+	start := func(home string) *Node {
+		cfg := testConfig(t, home)
+		cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+		n, err := New(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	a := start(homeA)
+	for _, addr := range a.Addrs() {
+		if strings.Contains(addr.String(), "quic") {
+			t.Fatalf("private node listens on QUIC: %s", addr)
+		}
+	}
+	member := start(withKey(key))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := member.Connect(ctx, a.AddrInfo()); err != nil {
+		t.Fatalf("a node with the key could not connect: %v", err)
+	}
+	otherHome := t.TempDir()
+	if err := NewSwarmKey(otherHome); err != nil {
+		t.Fatal(err)
+	}
+	for name, home := range map[string]string{"no key": withKey(nil), "another key": otherHome} {
+		outsider := start(home)
+		if err := outsider.Connect(ctx, a.AddrInfo()); err == nil {
+			t.Errorf("%s: connected to a private network", name)
+		}
+	}
+	// A malformed key is a clear error at start.
+	bad := withKey([]byte("/key/swarm/psk/1.0.0/\n/base16/\nnothex\n"))
+	if _, err := New(context.Background(), testConfig(t, bad)); err == nil || !strings.Contains(err.Error(), "swarm key") {
+		t.Fatalf("malformed swarm key: %v", err)
+	}
+}

@@ -20,12 +20,21 @@ func initCommand() *cli.Command {
 			"daemon setting with its default. An existing home is left as it is.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "network", Value: "default", Usage: "name of the network to join"},
+			&cli.BoolFlag{Name: "swarm-key", Usage: "make a new private network: write a pre-shared key to <home>/swarm.key; " +
+				"copy that file into the home of every peer allowed in (TCP only: QUIC cannot carry it)"},
 		},
 		Action: func(c *cli.Context) error {
 			home := c.String("home")
 			id, created, err := initHome(home, c.String("network"))
 			if err != nil {
 				return err
+			}
+			if c.Bool("swarm-key") {
+				if err := node.NewSwarmKey(home); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "private network key written to %s\n", filepath.Join(home, node.SwarmKeyFile))
+				created = true
 			}
 			if !created {
 				return fmt.Errorf("%s is already initialised (peer %s)", home, id)

@@ -386,3 +386,23 @@ func TestMembersCommand(t *testing.T) {
 		return false
 	})
 }
+
+func TestPrivateNetworkCLI(t *testing.T) {
+	homeA, homeB, homeC := t.TempDir(), t.TempDir(), t.TempDir()
+	if out := mustShoal(t, homeA, "init", "--swarm-key"); !strings.Contains(out, "swarm.key") {
+		t.Fatalf("init --swarm-key: %s", out)
+	}
+	key, err := os.ReadFile(filepath.Join(homeA, "swarm.key"))
+	if err != nil || !strings.HasPrefix(string(key), "/key/swarm/psk/1.0.0/") {
+		t.Fatalf("swarm.key: %q %v", key, err)
+	}
+	os.WriteFile(filepath.Join(homeB, "swarm.key"), key, 0o600)
+	_, addrA := startDaemon(t, homeA)
+	src := randomFile(t, 2<<20)
+	root := lastLine(mustShoal(t, homeA, "share", "--quiet", src))
+	// With the key: fetch works. Without: no connection, no providers.
+	mustShoal(t, homeB, "fetch", root, "-o", filepath.Join(t.TempDir(), "ok"), "--peer", addrA)
+	if _, errOut, err := shoal(t, homeC, "fetch", root, "-o", filepath.Join(t.TempDir(), "no"), "--peer", addrA); err == nil || !strings.Contains(errOut, "no providers") {
+		t.Fatalf("outsider fetch: %v %s", err, errOut)
+	}
+}

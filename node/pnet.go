@@ -1,0 +1,69 @@
+package node
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/pnet"
+)
+
+// SwarmKeyFile is the name of a private network's pre-shared key in the
+// home directory. A node whose home holds one connects only to peers with
+// the same key (libp2p pnet); copy the file to every member's home.
+const SwarmKeyFile = "swarm.key"
+
+// NewSwarmKey writes a new random pre-shared key to home/swarm.key (mode
+// 0600) in the format IPFS private networks use. It refuses to replace an
+// existing key.
+func NewSwarmKey(home string) error {
+	p := filepath.Join(home, SwarmKeyFile)
+	if _, err := os.Stat(p); err == nil {
+		return fmt.Errorf("node: %s exists; remove it first to make a new private network", p)
+	}
+	var key [32]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return err
+	}
+	data := "/key/swarm/psk/1.0.0/\n/base16/\n" + hex.EncodeToString(key[:]) + "\n"
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		return fmt.Errorf("node: write swarm key: %w", err)
+	}
+	return nil
+}
+
+// loadSwarmKey reads home/swarm.key; nil when there is none.
+func loadSwarmKey(home string) (pnet.PSK, error) {
+	p := filepath.Join(home, SwarmKeyFile)
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: read swarm key: %w", err)
+	}
+	psk, err := pnet.DecodeV1PSK(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("node: swarm key %s is malformed: %w", p, err)
+	}
+	return psk, nil
+}
+
+// tcpOnly drops the QUIC listen addresses: QUIC cannot carry a pre-shared
+// key.
+func tcpOnly(addrs []string) (kept []string, dropped bool) {
+	for _, a := range addrs {
+		if strings.Contains(a, "/quic") || strings.Contains(a, "/webtransport") || strings.Contains(a, "/webrtc") {
+			dropped = true
+			continue
+		}
+		kept = append(kept, a)
+	}
+	return kept, dropped
+}
