@@ -231,7 +231,12 @@ func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK) (host.Host, error) {
 		}
 		transports = []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.PrivateNetwork(psk)}
 	}
+	rm, err := resourceManager()
+	if err != nil {
+		return nil, fmt.Errorf("node: resource manager: %w", err)
+	}
 	opts := []libp2p.Option{
+		libp2p.ResourceManager(rm),
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(listen...),
 		// TLS first: AES-GCM is about twice as fast as Noise's ChaCha20.

@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/shoalnet/shoal/transfer"
+	"github.com/shoalnet/shoal/transfer/wire"
 )
 
 type testWriter struct{ t testing.TB }
@@ -649,4 +650,48 @@ func TestPrivateNetwork(t *testing.T) {
 	if _, err := New(context.Background(), testConfig(t, bad)); err == nil || !strings.Contains(err.Error(), "swarm key") {
 		t.Fatalf("malformed swarm key: %v", err)
 	}
+}
+
+// A peer that opens more transfer streams than its limit has the extra
+// ones refused; the node keeps serving others.
+func TestTransferStreamLimit(t *testing.T) {
+	a, f := newTestNode(t), newTestNode(t)
+	src := randomFile(t, t.TempDir(), "x.bin", 2<<20)
+	ctx := context.Background()
+	root, err := a.Share(ctx, src, ShareOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flood, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flood.Close()
+	if err := flood.Connect(ctx, a.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for range 40 {
+		s, err := flood.NewStream(ctx, a.ID(), wire.ProtocolID)
+		if err != nil {
+			refused++
+			continue
+		}
+		// Open a root and read the answer: a refused stream fails here.
+		w := wire.NewWriter(s, 0)
+		w.Write(&wire.Msg{Type: wire.TOpen, Root: root}, nil)
+		w.Flush()
+		if _, err := wire.NewReader(s, 0).Next(); err != nil {
+			refused++
+		}
+		defer s.Close()
+	}
+	if refused < 40-16 {
+		t.Fatalf("%d of 40 streams refused, want at least %d", refused, 40-16)
+	}
+	res, err := f.Fetch(ctx, root, filepath.Join(t.TempDir(), "out"), FetchOptions{Peers: []peer.AddrInfo{a.AddrInfo()}, NoDHT: true})
+	if err != nil {
+		t.Fatalf("a well-behaved peer could not fetch: %v", err)
+	}
+	sameFile(t, src, res.Path)
 }

@@ -1,0 +1,50 @@
+package node
+
+import (
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+
+	"github.com/shoalnet/shoal/node/catalog"
+	"github.com/shoalnet/shoal/node/membership"
+	"github.com/shoalnet/shoal/transfer/wire"
+)
+
+// Streams one peer may hold open on each of shoal's protocols, and all
+// peers together. A peer past its limit has new streams refused; the
+// others are not affected.
+//
+//	protocol            per peer   all peers
+//	/shoal/xfer/1.0.0   16         1024   (one stream per root fetched)
+//	/shoal/swim/1.0.0   16         1024   (short probe exchanges)
+//	/shoal/sync/1.0.0   4          256    (anti-entropy pulls)
+//
+// Everything else follows libp2p's defaults scaled to the machine's
+// memory and file descriptors. Transfer streams may use up to 256 MiB of
+// yamux receive windows per peer, enough for a full window on every
+// stream at loopback and LAN speeds.
+var protocolLimits = []struct {
+	id            protocol.ID
+	perPeer, all  int
+	memoryPerPeer int64
+}{
+	{wire.ProtocolID, 16, 1024, 256 << 20},
+	{membership.ProtocolID, 16, 1024, 4 << 20},
+	{catalog.SyncProtocol, 4, 256, 32 << 20},
+}
+
+// resourceManager is the libp2p resource manager with shoal's limits.
+func resourceManager() (network.ResourceManager, error) {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	for _, l := range protocolLimits {
+		limits.AddProtocolLimit(l.id,
+			rcmgr.BaseLimit{Streams: l.all, StreamsInbound: l.all, StreamsOutbound: l.all, Memory: 4 * l.memoryPerPeer},
+			rcmgr.BaseLimitIncrease{})
+		limits.AddProtocolPeerLimit(l.id,
+			rcmgr.BaseLimit{Streams: 2 * l.perPeer, StreamsInbound: l.perPeer, StreamsOutbound: l.perPeer, Memory: l.memoryPerPeer},
+			rcmgr.BaseLimitIncrease{})
+	}
+	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+}
