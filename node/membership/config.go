@@ -39,6 +39,10 @@ type Config struct {
 	AwarenessMax int
 	// SyncInterval is the anti-entropy period. Default 30s.
 	SyncInterval time.Duration
+	// ReapAfter is how long a dead or departed member stays in the view
+	// before it is forgotten (it comes back if it announces itself again).
+	// Default 1h.
+	ReapAfter time.Duration
 	// Meta is this member's metadata.
 	Meta Meta
 	// Logger receives the package's logs. Default: discard.
@@ -56,6 +60,7 @@ func DefaultConfig() Config {
 		SuspicionMaxMult: 6,
 		AwarenessMax:     8,
 		SyncInterval:     30 * time.Second,
+		ReapAfter:        time.Hour,
 	}
 }
 
@@ -87,6 +92,9 @@ func (c *Config) fill() {
 	}
 	if c.SyncInterval <= 0 {
 		c.SyncInterval = d.SyncInterval
+	}
+	if c.ReapAfter <= 0 {
+		c.ReapAfter = d.ReapAfter
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

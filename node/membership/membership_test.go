@@ -319,3 +319,24 @@ func TestStalledNodeRefutes(t *testing.T) {
 		t.Fatalf("the stalled node did not refute (incarnation %d)", inc)
 	}
 }
+
+func TestReapForgetsTheGone(t *testing.T) {
+	cfg := testCfg()
+	nodes := newCluster(t, 3, cfg)
+	waitUntil(t, nodes, 30*time.Second, "convergence", func() bool { return allAlive(nodes) })
+	gone := nodes[2].h.ID()
+	nodes[2].close()
+	waitUntil(t, nodes, 10*time.Second, "the leave", func() bool { return allSee(nodes, gone, Left) })
+	m := nodes[0].m
+	m.reap(time.Now()) // too soon: kept
+	if stateOf(nodes[0], gone) != Left {
+		t.Fatal("a departed member was forgotten before ReapAfter")
+	}
+	m.reap(time.Now().Add(cfg.ReapAfter + time.Second))
+	if stateOf(nodes[0], gone) != 0 {
+		t.Fatal("a departed member was kept past ReapAfter")
+	}
+	if stateOf(nodes[0], nodes[1].h.ID()) != Alive {
+		t.Fatal("reaping removed a live member")
+	}
+}

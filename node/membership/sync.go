@@ -172,6 +172,7 @@ func (m *Membership) syncLoop() {
 		case <-t.C:
 		}
 		m.waitPaused()
+		m.reap(time.Now())
 		p := m.syncTarget()
 		if p == "" {
 			continue
@@ -204,4 +205,16 @@ func (m *Membership) syncTarget() peer.ID {
 		return ""
 	}
 	return live[rand.IntN(len(live))]
+}
+
+// reap forgets members dead or gone for longer than ReapAfter, so the view
+// does not grow without bound under churn.
+func (m *Membership) reap(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, mb := range m.members {
+		if (mb.State == Dead || mb.State == Left) && now.Sub(mb.Changed) > m.cfg.ReapAfter {
+			delete(m.members, id)
+		}
+	}
 }
