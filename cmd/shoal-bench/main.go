@@ -4,6 +4,8 @@
 //	shoal-bench hash  [--size 1GiB] [--runs 5] [--warmup 1] [--dir DIR] [--json FILE] [--cpuprofile PREFIX]
 //	shoal-bench fetch [--size 1GiB] [--runs 3] [--warmup 1] [--dir DIR] [--discard] [--json FILE]
 //	                  [--cpuprofile PREFIX] [--trace PREFIX] [--timeline] [--checkpoint DURATION]
+//	shoal-bench members [--n 10,25,50] [--runs 3] [--interval 200ms] [--timeout 100ms] [--steady 10s]
+//	                  [--settle 5s] [--sync 30s] [--limit 2m] [--json FILE]
 //
 // hash compares manifest.BuildFromPath with BLAKE3-256 on all cores from
 // memory (and from cache); fetch compares a single-peer shoal fetch over
@@ -34,6 +36,7 @@ const usage = `usage: shoal-bench <command> [flags]
 commands:
   hash   BLAKE3 on all cores vs manifest.BuildFromPath
   fetch  single-peer shoal fetch vs a plain TLS 1.3 copy over loopback
+  members  shoal's membership protocol vs hashicorp/memberlist
 
 Run 'shoal-bench <command> -h' for the flags of a command.
 `
@@ -66,6 +69,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return hashCmd(ctx, args[1:], out)
 	case "fetch":
 		return fetchCmd(ctx, args[1:], out)
+	case "members":
+		return membersCmd(ctx, args[1:], out)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(out, usage)
 		return nil
