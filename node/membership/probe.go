@@ -112,11 +112,20 @@ func (m *Membership) probe(target peer.ID, interval time.Duration) {
 		m.health = min(m.health+1, m.cfg.AwarenessMax-1)
 	}
 	cur := m.members[target]
-	if cur == nil || cur.State != Alive || cur.Incarnation != inc {
+	if cur == nil || cur.Incarnation != inc {
 		m.mu.Unlock()
 		return
 	}
-	m.suspectLocked(cur, inc, m.self)
+	switch {
+	case cur.State == Alive:
+		m.suspectLocked(cur, inc, m.self)
+	case cur.State == Suspect && cur.suspicion != nil && cur.suspicion.confirm(m.self):
+		// An independent confirmation: say so, so that every suspicion
+		// timer shrinks (Lifeguard).
+	default:
+		m.mu.Unlock()
+		return
+	}
 	m.mu.Unlock()
 	m.publishAsync(update{Kind: KindSuspect, ID: []byte(target), Inc: inc})
 }

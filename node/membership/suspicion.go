@@ -51,14 +51,15 @@ func (s *suspicion) timeout(n int) time.Duration {
 }
 
 // confirm records an independent suspicion from p and shortens the timer.
-func (s *suspicion) confirm(p peer.ID) {
+// It reports whether p's confirmation was new.
+func (s *suspicion) confirm(p peer.ID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.k < 1 || s.n >= s.k {
-		return
+		return false
 	}
 	if _, ok := s.from[p]; ok {
-		return
+		return false
 	}
 	s.from[p] = struct{}{}
 	s.n++
@@ -69,6 +70,7 @@ func (s *suspicion) confirm(p peer.ID) {
 		}
 		s.timer.Reset(left)
 	}
+	return true
 }
 
 func (s *suspicion) stop() { s.timer.Stop() }
