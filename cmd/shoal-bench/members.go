@@ -64,6 +64,7 @@ type SystemMedian struct {
 	PartsPerNodeSec       map[string]float64 `json:"bytes_per_node_per_s_by_part"`
 	FalsePositives        int                `json:"false_positives"`
 	Refutations           int64              `json:"refutations"`
+	SteadyRefutations     int64              `json:"steady_refutations"`
 	SpuriousDead          int                `json:"spurious_dead_after_crash"`
 	Undetected            int                `json:"undetected_runs"`
 }
@@ -250,8 +251,8 @@ func (r SystemRun) summary() string {
 	if r.SocketBytesPerNodeSec != r.BytesPerNodeSec {
 		s += fmt.Sprintf(" (%.0f on the socket)", r.SocketBytesPerNodeSec)
 	}
-	s += fmt.Sprintf(", %d false positives, %d refutations; crash: first suspect %s, first dead %s, ",
-		r.FalsePositives, r.Refutations, secondsText(r.FirstSuspectSeconds), secondsText(r.FirstDeadSeconds))
+	s += fmt.Sprintf(", %d false positives, %d refutations (%d in the steady window); crash: first suspect %s, first dead %s, ",
+		r.FalsePositives, r.Refutations, r.SteadyRefutations, secondsText(r.FirstSuspectSeconds), secondsText(r.FirstDeadSeconds))
 	if r.Detected {
 		s += "all dead " + secondsText(r.AllDeadSeconds)
 	} else {
@@ -335,6 +336,7 @@ func systemMedian(runs []SystemRun) SystemMedian {
 	for _, r := range runs {
 		m.FalsePositives += r.FalsePositives
 		m.Refutations += r.Refutations
+		m.SteadyRefutations += r.SteadyRefutations
 		m.SpuriousDead += r.SpuriousDead
 		if !r.Detected {
 			m.Undetected++
@@ -370,7 +372,8 @@ func (res *MembersResult) printTable(w io.Writer) {
 	if res.ShoalTransport != "" {
 		fmt.Fprintf(w, "shoal connections: %s\n", res.ShoalTransport)
 	}
-	fmt.Fprintln(w, "medians over the runs (false positives and refutations: totals over the runs)")
+	fmt.Fprintln(w, "medians over the runs (false positives and refutations: totals over the runs, in the quiet period;")
+	fmt.Fprintln(w, "in brackets, refutations in the steady window)")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "N\tsystem\tconverge\tfirst suspect\tfirst dead\tall dead\tB/node/s\ton socket B/node/s\tfalse positives\trefutations\t")
 	for _, md := range res.Medians {
@@ -382,9 +385,9 @@ func (res *MembersResult) printTable(w io.Writer) {
 			if s.m.Undetected > 0 {
 				allDead += fmt.Sprintf(" (%d undetected)", s.m.Undetected)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%d\t%d\t\n", md.N, s.name,
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%d\t%d (%d)\t\n", md.N, s.name,
 				secondsText(s.m.ConvergeSeconds), secondsText(s.m.FirstSuspectSeconds), secondsText(s.m.FirstDeadSeconds),
-				allDead, s.m.BytesPerNodeSec, s.m.SocketBytesPerNodeSec, s.m.FalsePositives, s.m.Refutations)
+				allDead, s.m.BytesPerNodeSec, s.m.SocketBytesPerNodeSec, s.m.FalsePositives, s.m.Refutations, s.m.SteadyRefutations)
 		}
 	}
 	tw.Flush()

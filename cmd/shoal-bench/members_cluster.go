@@ -176,9 +176,11 @@ type SystemRun struct {
 	PartsPerNodeSec       map[string]float64 `json:"bytes_per_node_per_s_by_part"`
 	// FalsePositives counts the dead verdicts about running members in
 	// the quiet period; Refutations, the times a member refuted a
-	// suspicion or death of itself in it.
-	FalsePositives int   `json:"false_positives"`
-	Refutations    int64 `json:"refutations"`
+	// suspicion or death of itself in it, and SteadyRefutations those in
+	// the steady window.
+	FalsePositives    int   `json:"false_positives"`
+	Refutations       int64 `json:"refutations"`
+	SteadyRefutations int64 `json:"steady_refutations"`
 	// After the crash: when the first member suspected it (-1: none did,
 	// or the system does not say), the first member declared it dead, and
 	// the last of the others did.
@@ -252,6 +254,7 @@ func measureCluster(ctx context.Context, c cluster, rec *recorder, n, victim int
 	}
 	r.FalsePositives = rec.count(vDead, conv, t1, -1)
 	r.Refutations = s1.Refutations - quiet.Refutations
+	r.SteadyRefutations = s1.Refutations - s0.Refutations
 
 	crashed := time.Now()
 	if err := c.crash(victim); err != nil {
