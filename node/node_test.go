@@ -271,17 +271,8 @@ func waitProgress(frac float64, ch chan<- struct{}) func(transfer.Progress) {
 // A provider closed in the middle of a fetch: the fetch completes from the
 // other.
 func TestProviderClosedMidFetch(t *testing.T) {
-	slow := func(c *Config) { c.Transfer.UploadRate = 16 << 20 }
-	a, b, f := newTestNode(t, slow), newTestNode(t, slow), newTestNode(t)
-	src := randomFile(t, t.TempDir(), "data.bin", 32<<20)
+	a, b, f, src, root := twoSlowHolders(t, 32<<20)
 	ctx := context.Background()
-	root, err := a.Share(ctx, src, ShareOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Share(ctx, src, ShareOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	quarter := make(chan struct{})
 	go func() {
 		<-quarter
@@ -560,17 +551,8 @@ func TestIPFSDHTInterop(t *testing.T) {
 // When membership declares a provider gone, the fetch drops it at once
 // and its chunks go to the others.
 func TestPeerGoneReassigns(t *testing.T) {
-	slow := func(c *Config) { c.Transfer.UploadRate = 16 << 20 }
-	a, b, f := newTestNode(t, slow), newTestNode(t, slow), newTestNode(t)
-	src := randomFile(t, t.TempDir(), "data.bin", 24<<20)
+	a, b, f, src, root := twoSlowHolders(t, 24<<20)
 	ctx := context.Background()
-	root, err := a.Share(ctx, src, ShareOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Share(ctx, src, ShareOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	quarter := make(chan struct{})
 	go func() {
 		<-quarter
@@ -694,4 +676,23 @@ func TestTransferStreamLimit(t *testing.T) {
 		t.Fatalf("a well-behaved peer could not fetch: %v", err)
 	}
 	sameFile(t, src, res.Path)
+}
+
+// twoSlowHolders starts two nodes that share the same random file of size
+// bytes, each uploading at 16 MiB/s so a fetch lasts long enough to act
+// on mid-way, and a third node to fetch it.
+func twoSlowHolders(t *testing.T, size int) (a, b, f *Node, src string, root cid.Cid) {
+	t.Helper()
+	slow := func(c *Config) { c.Transfer.UploadRate = 16 << 20 }
+	a, b, f = newTestNode(t, slow), newTestNode(t, slow), newTestNode(t)
+	src = randomFile(t, t.TempDir(), "data.bin", size)
+	ctx := context.Background()
+	root, err := a.Share(ctx, src, ShareOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Share(ctx, src, ShareOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, f, src, root
 }

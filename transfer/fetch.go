@@ -365,10 +365,7 @@ func (f *fetch) dropLocked(s *session, err error, ban bool) {
 		s.st.Reset()
 	}
 	for _, ch := range s.blockWait {
-		select {
-		case ch <- blockResult{err: err}:
-		default:
-		}
+		deliver(ch, blockResult{err: err})
 	}
 	if f.sessions[s.p] == s {
 		delete(f.sessions, s.p)
@@ -543,7 +540,7 @@ func (f *fetch) onError(s *session, m wire.Msg) error {
 		ch := s.blockWait[m.Ref]
 		f.mu.Unlock()
 		if ch != nil {
-			ch <- blockResult{err: fmt.Errorf("provider: %v: %s", m.Code, m.Text)}
+			deliver(ch, blockResult{err: fmt.Errorf("provider: %v: %s", m.Code, m.Text)})
 		}
 		return nil
 	}
@@ -642,8 +639,7 @@ func (f *fetch) readySession(ctx context.Context) (*session, error) {
 		}
 		f.mu.Unlock()
 		if len(ready) > 0 {
-			// Prefer the provider with the fewest blocks asked of it is
-			// overkill for a few blocks: any will do.
+			// Spread the few manifest blocks over the ready providers.
 			return ready[int(f.nextID())%len(ready)], nil
 		}
 		select {

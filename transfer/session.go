@@ -55,6 +55,16 @@ type blockResult struct {
 	err  error
 }
 
+// deliver hands a block answer to its waiter without ever blocking the
+// reader: a second answer to the same request (a confused or hostile
+// peer) is dropped, not waited on.
+func deliver(ch chan blockResult, r blockResult) {
+	select {
+	case ch <- r:
+	default:
+	}
+}
+
 // hasChunk reports whether the provider holds chunk i (f.mu held).
 func (s *session) hasChunk(i int64) bool { return s.all || s.have.Has(i) }
 
@@ -243,7 +253,7 @@ func (s *session) readLoop(ctx context.Context) error {
 			ch := s.blockWait[m.ID]
 			f.mu.Unlock()
 			if ch != nil {
-				ch <- blockResult{data: data}
+				deliver(ch, blockResult{data: data})
 			}
 		case wire.TChunk:
 			if err := s.onChunk(ctx, r, m); err != nil {

@@ -129,13 +129,23 @@ func randomFile(t *testing.T, size int) string {
 	return p
 }
 
-// eventually polls cond until it holds or the deadline passes: gossip has
-// no completion event to wait on from outside the process.
+// eventually polls cond until it holds or 20s pass: gossip has no
+// completion event to wait on from outside the process.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	eventuallyWithin(t, 20*time.Second, what, cond, nil)
+}
+
+// eventuallyWithin polls cond every 100ms until it holds or limit passes;
+// then it calls onFail (if set) to log what helps, and fails the test.
+func eventuallyWithin(t *testing.T, limit time.Duration, what string, cond func() bool, onFail func()) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
+			if onFail != nil {
+				onFail()
+			}
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -78,17 +78,14 @@ func TestMDNSInNamespaces(t *testing.T) {
 	}
 	// mDNS queries are spaced 4s, then about 10s, then about 25s apart:
 	// allow for a lost first query.
-	deadline := time.Now().Add(45 * time.Second)
-	for !connected(t, homes[0], ids[1]) && !connected(t, homes[1], ids[0]) {
-		if time.Now().After(deadline) {
-			for i, ns := range []string{nsA, nsB} {
-				out, _ := exec.Command("ip", "-n", ns, "addr").CombinedOutput()
-				t.Logf("namespace %s:\n%s\ndaemon log:\n%s", ns, out, logs[i].String())
-			}
-			t.Fatal("the daemons did not find each other by mDNS")
+	eventuallyWithin(t, 45*time.Second, "the daemons to find each other by mDNS", func() bool {
+		return connected(t, homes[0], ids[1]) || connected(t, homes[1], ids[0])
+	}, func() {
+		for i, ns := range []string{nsA, nsB} {
+			out, _ := exec.Command("ip", "-n", ns, "addr").CombinedOutput()
+			t.Logf("namespace %s:\n%s\ndaemon log:\n%s", ns, out, logs[i].String())
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	})
 }
 
 // connected reports whether the daemon of home lists peer id.

@@ -233,33 +233,14 @@ func TestCrashDetected(t *testing.T) {
 func TestGracefulLeave(t *testing.T) {
 	nodes := newCluster(t, 6, testCfg())
 	waitUntil(t, nodes, 30*time.Second, "convergence", func() bool { return allAlive(nodes) })
-	var deadSeen sync.Map
 	leaver := nodes[2]
 	id := leaver.h.ID()
-	var cancels []func()
-	for _, tn := range nodes {
-		if tn == leaver {
-			continue
-		}
-		ch, cancel := tn.m.Subscribe(1024)
-		cancels = append(cancels, cancel)
-		go func() {
-			for e := range ch {
-				if e.Member.ID == id && e.Member.State == Dead {
-					deadSeen.Store(tn.h.ID(), true)
-				}
-			}
-		}()
-	}
+	deaths := recordDeaths(nodes, id)
 	leaver.close()
 	waitUntil(t, nodes, 10*time.Second, "every node to record the leave", func() bool { return allSee(nodes, id, Left) })
-	for _, c := range cancels {
-		c()
+	for _, p := range deaths() {
+		t.Errorf("%v recorded the leaver as dead", p)
 	}
-	deadSeen.Range(func(k, _ any) bool {
-		t.Errorf("%v recorded the leaver as dead", k)
-		return true
-	})
 }
 
 func TestStalledNodeRefutes(t *testing.T) {
@@ -268,25 +249,7 @@ func TestStalledNodeRefutes(t *testing.T) {
 	waitUntil(t, nodes, 30*time.Second, "convergence", func() bool { return allAlive(nodes) })
 	slow := nodes[4]
 	id := slow.h.ID()
-	var deadSeen, suspected sync.Map
-	var cancels []func()
-	for _, tn := range nodes {
-		if tn == slow {
-			continue
-		}
-		ch, cancel := tn.m.Subscribe(1024)
-		cancels = append(cancels, cancel)
-		go func() {
-			for e := range ch {
-				if e.Member.ID == id && e.Member.State == Dead {
-					deadSeen.Store(tn.h.ID(), true)
-				}
-				if e.Member.ID == id && e.Member.State == Suspect {
-					suspected.Store(tn.h.ID(), true)
-				}
-			}
-		}()
-	}
+	deaths := recordDeaths(nodes, id)
 	slow.m.pause()
 	// Stalled until someone suspects it, then for less than the shortest
 	// suspicion timeout.
@@ -302,13 +265,9 @@ func TestStalledNodeRefutes(t *testing.T) {
 	waitUntil(t, nodes, 10*time.Second, "the stalled node to be alive everywhere", func() bool {
 		return allSee(nodes, id, Alive)
 	})
-	for _, c := range cancels {
-		c()
+	for _, p := range deaths() {
+		t.Errorf("%v declared the stalled node dead", p)
 	}
-	deadSeen.Range(func(k, _ any) bool {
-		t.Errorf("%v declared the stalled node dead", k)
-		return true
-	})
 	var inc uint64
 	for _, mb := range slow.m.Members() {
 		if mb.ID == id {
@@ -338,5 +297,42 @@ func TestReapForgetsTheGone(t *testing.T) {
 	}
 	if stateOf(nodes[0], nodes[1].h.ID()) != Alive {
 		t.Fatal("reaping removed a live member")
+	}
+}
+
+// recordDeaths watches every node but id for a verdict that id is dead.
+// The function it returns stops watching, after every event already
+// delivered has been seen, and returns the nodes that gave that verdict.
+func recordDeaths(nodes []*testNode, id peer.ID) func() []peer.ID {
+	var (
+		mu      sync.Mutex
+		who     []peer.ID
+		wg      sync.WaitGroup
+		cancels []func()
+	)
+	for _, tn := range nodes {
+		if tn.h.ID() == id || tn.closed {
+			continue
+		}
+		ch, cancel := tn.m.Subscribe(1024)
+		cancels = append(cancels, cancel)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range ch {
+				if e.Member.ID == id && e.Member.State == Dead {
+					mu.Lock()
+					who = append(who, tn.h.ID())
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	return func() []peer.ID {
+		for _, c := range cancels {
+			c()
+		}
+		wg.Wait()
+		return who
 	}
 }

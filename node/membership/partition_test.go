@@ -113,10 +113,13 @@ func TestNoFalsePositivesUnderContention(t *testing.T) {
 	waitUntil(t, nodes, 60*time.Second, "convergence", func() bool { return allAlive(nodes) })
 	var deaths atomic.Int64
 	var cancels []func()
+	var watchers sync.WaitGroup
 	for _, tn := range nodes {
 		ch, cancel := tn.m.Subscribe(4096)
 		cancels = append(cancels, cancel)
+		watchers.Add(1)
 		go func() {
+			defer watchers.Done()
 			for e := range ch {
 				if e.Member.State == Dead {
 					deaths.Add(1)
@@ -148,6 +151,7 @@ func TestNoFalsePositivesUnderContention(t *testing.T) {
 	for _, c := range cancels {
 		c()
 	}
+	watchers.Wait()
 	if d := deaths.Load(); d > 0 {
 		t.Fatalf("%d false death verdicts", d)
 	}

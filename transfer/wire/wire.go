@@ -404,7 +404,7 @@ func (r *Reader) frameLen() (uint64, error) {
 // ReadPayload reads the pending payload into dst, which must be exactly
 // the payload's length.
 func (r *Reader) ReadPayload(dst []byte) error {
-	if uint32(len(dst)) != r.pending || len(dst) == 0 && r.pending != 0 {
+	if uint32(len(dst)) != r.pending {
 		return fmt.Errorf("wire: payload is %d bytes, buffer %d", r.pending, len(dst))
 	}
 	r.pending = 0
