@@ -4,15 +4,27 @@ import (
 	"context"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 )
+
+// mdnsBackoff is how long the peer with the greater ID waits before it dials
+// a peer mDNS found, and the pause between attempts after a failure.
+const mdnsBackoff = 2 * time.Second
 
 // mdnsNotifee connects to the peers mDNS finds on the LAN.
 type mdnsNotifee struct{ n *Node }
 
 // HandlePeerFound is called by the mDNS service; it must not block, so the
 // dial runs in the background under the node's lifetime.
+//
+// Both peers of a pair find each other at the same moment. If both dialed at
+// once from their (reused) listen ports, TCP could open one connection in
+// which each side believes it is the initiator, and the security handshake
+// fails on both. So the peer with the smaller ID dials at once; the other
+// waits, and dials only if no connection came. Failed dials are retried a
+// few times.
 func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
 	n := m.n
 	if ai.ID == n.h.ID() || n.ctx.Err() != nil {
@@ -21,10 +33,33 @@ func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-		defer cancel()
-		if err := n.h.Connect(ctx, ai); err != nil {
-			n.log.Debug("mdns: connect", "peer", ai.ID, "err", err)
+		wait := time.Duration(0)
+		if n.h.ID() > ai.ID {
+			wait = mdnsBackoff
+		}
+		for attempt := 0; attempt < 4; attempt++ {
+			if wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-n.ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+			}
+			if n.h.Network().Connectedness(ai.ID) == network.Connected {
+				n.joinMembers([]peer.ID{ai.ID})
+				return
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+			err := n.h.Connect(ctx, ai)
+			cancel()
+			if err == nil {
+				n.joinMembers([]peer.ID{ai.ID})
+				return
+			}
+			n.log.Debug("mdns: connect", "peer", ai.ID, "attempt", attempt+1, "err", err)
+			wait = mdnsBackoff
 		}
 	}()
 }
