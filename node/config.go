@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/shoalnet/shoal/node/auth"
 	"github.com/shoalnet/shoal/node/membership"
 	"github.com/shoalnet/shoal/transfer"
 )
@@ -44,8 +45,16 @@ type Config struct {
 	// Name is this member's name in the membership view. Default: the
 	// host name.
 	Name string
-	// Roles are this member's roles, as it announces them.
+	// Roles are this member's roles, as it announces them in an open
+	// network (a closed network announces the role its token proves).
 	Roles []string
+	// Admins, if any, make the network closed: only peers holding a token
+	// signed by one of these peers (or the admins themselves) may
+	// connect, and a token's role decides what they may do.
+	Admins []peer.ID
+	// Token is this peer's token in a closed network. Default: read from
+	// <Home>/token (see TokenFile).
+	Token auth.Token
 	// Version is announced in the member metadata.
 	Version string
 	// Membership tunes failure detection (its Network and Meta are set by

@@ -58,6 +58,12 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOp
 	if err := CheckRoot(root); err != nil {
 		return nil, err
 	}
+	if lists := n.cat.Allows(root); len(lists) > 0 {
+		// Serve what arrives under the publishers' limits.
+		if err := n.setACL(root, lists); err != nil {
+			return nil, fmt.Errorf("node: fetch: %w", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	providers := make(chan peer.ID, 16)

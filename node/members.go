@@ -52,6 +52,13 @@ func (n *Node) meta() membership.Meta {
 		Version: n.cfg.Version,
 		Shares:  len(n.xfer.Shares()),
 	}
+	if n.access.closed() {
+		m.Token = n.access.tokenBytes()
+		m.Roles = nil
+		if r, err := n.Role(); err == nil {
+			m.Roles = []string{string(r)}
+		}
+	}
 	for _, a := range n.h.Addrs() {
 		if len(m.Addrs) < 16 {
 			m.Addrs = append(m.Addrs, a.String())

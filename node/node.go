@@ -29,6 +29,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/shoalnet/shoal/dht"
+	"github.com/shoalnet/shoal/node/auth"
 	"github.com/shoalnet/shoal/node/catalog"
 	"github.com/shoalnet/shoal/node/membership"
 	"github.com/shoalnet/shoal/transfer"
@@ -59,6 +60,7 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	access    *access
 	closeOnce sync.Once
 	closeErr  error
 	mdns      interface{ Close() error } // nil unless Config.MDNS
@@ -126,11 +128,32 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := newHost(cfg, key, psk)
+	self, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := auth.NewVerifier(db, cfg.Network, cfg.Admins)
+	if err != nil {
+		return nil, err
+	}
+	tok := cfg.Token
+	if tok.IsZero() {
+		if tok, err = loadToken(home); err != nil {
+			return nil, err
+		}
+	}
+	if !tok.IsZero() && tok.Peer != self {
+		return nil, fmt.Errorf("node: the token names peer %s, not this peer %s", tok.Peer, self)
+	}
+	n = &Node{cfg: cfg, log: cfg.Logger, key: key, db: db, started: time.Now()}
+	acc := &access{n: n, v: verifier, gater: newGater(), token: tok, peers: make(map[peer.ID]*peerAuth)}
+	n.access = acc
+	h, err := newHost(cfg, key, psk, acc.gater)
 	if err != nil {
 		return nil, err
 	}
 	closers = append(closers, h.Close)
+	n.h = h
 
 	kad, err := dht.New(h, dht.Config{
 		ProtocolPrefix: cfg.DHTPrefix,
@@ -142,36 +165,55 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	closers = append(closers, kad.Close)
+	n.dht = kad
 
 	nctx, cancel := context.WithCancel(context.Background())
 	closers = append(closers, func() error { cancel(); return nil })
+	n.ctx, n.cancel = nctx, cancel
 	ps, err := pubsub.NewGossipSub(nctx, h,
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithMaxMessageSize(1<<20),
 		pubsub.WithDiscovery(kad.Discovery()),
+		// In a closed network only peers that presented a valid token
+		// join the meshes.
+		pubsub.WithPeerFilter(func(p peer.ID, _ string) bool { return acc.admittedNow(p) }),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("node: gossipsub: %w", err)
 	}
-	cat, err := catalog.New(h, ps, db, key, catalog.Config{Network: cfg.Network, Logger: cfg.Logger})
+	n.ps = ps
+	if err := initACL(db); err != nil {
+		return nil, err
+	}
+	cat, err := catalog.New(h, ps, db, key, catalog.Config{
+		Network: cfg.Network, Logger: cfg.Logger,
+		Admit: acc.admitPublisher, Token: acc.tokenBytes,
+	})
 	if err != nil {
 		return nil, err
 	}
 	closers = append(closers, cat.Close)
-	xfer, err := transfer.New(h, db, cfg.Transfer)
+	n.cat = cat
+	tcfg := cfg.Transfer
+	tcfg.Authorize = n.authorize
+	xfer, err := transfer.New(h, db, tcfg)
 	if err != nil {
 		return nil, err
 	}
 	closers = append(closers, xfer.Close)
-
-	n = &Node{
-		cfg: cfg, log: cfg.Logger, key: key, h: h, db: db, dht: kad, ps: ps,
-		cat: cat, xfer: xfer, started: time.Now(), ctx: nctx, cancel: cancel,
+	n.xfer = xfer
+	if err := acc.start(); err != nil {
+		return nil, fmt.Errorf("node: access: %w", err)
 	}
+	closers = append(closers, func() error { acc.stop(); return nil })
+
 	mcfg := cfg.Membership
 	mcfg.Network = cfg.Network
 	if mcfg.Logger == nil {
 		mcfg.Logger = cfg.Logger
+	}
+	if acc.closed() {
+		mcfg.Admit = acc.admitMember
 	}
 	mcfg.Meta = n.meta()
 	members, err := membership.New(h, ps, mcfg)
@@ -213,7 +255,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	return n, nil
 }
 
-func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK) (host.Host, error) {
+func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *gater) (host.Host, error) {
 	cm, err := connmgr.NewConnManager(100, 400, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
 		return nil, err
@@ -244,6 +286,7 @@ func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK) (host.Host, error) {
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionManager(cm),
+		libp2p.ConnectionGater(g),
 	}
 	opts = append(opts, transports...)
 	opts = append(opts, cfg.Libp2pOptions...)
@@ -260,6 +303,7 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		// Leave first, while the host can still say so.
 		errs := []error{n.members.Close()}
+		n.access.stop()
 		n.h.RemoveStreamHandler(catalog.SyncProtocol)
 		if n.mdns != nil {
 			errs = append(errs, n.mdns.Close())
@@ -308,6 +352,9 @@ func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
 	if err := n.h.Connect(ctx, ai); err != nil {
 		return fmt.Errorf("node: connect %s: %w", ai.ID, err)
 	}
+	if _, err := n.access.waitPeer(ctx, ai.ID); err != nil {
+		return fmt.Errorf("node: connect %s: %w", ai.ID, err)
+	}
 	n.joinMembers([]peer.ID{ai.ID})
 	return nil
 }
@@ -352,6 +399,11 @@ type ShareOptions struct {
 	SHA256 bool
 	// Progress, if set, is called while the content is hashed.
 	Progress func(manifest.BuildProgress)
+	// Allow limits the share to these roles (closed networks) and peer
+	// IDs; empty: open to every peer of the network. A role admits the
+	// roles above it (reader admits publishers and admins). Peers that
+	// fetched the share enforce the same list when they serve it.
+	Allow []string
 }
 
 // Share indexes the file or directory at path, serves it from where it
@@ -359,6 +411,15 @@ type ShareOptions struct {
 // while hashing and returns the root CID. Sharing unchanged content again
 // returns the same root.
 func (n *Node) Share(ctx context.Context, path string, opts ShareOptions) (cid.Cid, error) {
+	if n.access.closed() {
+		if err := n.needRole(auth.RolePublisher); err != nil {
+			return cid.Undef, err
+		}
+	}
+	allow, err := CheckAllow(opts.Allow, n.access.closed())
+	if err != nil {
+		return cid.Undef, err
+	}
 	if _, err := os.Stat(path); err != nil {
 		return cid.Undef, fmt.Errorf("node: share: %w", err)
 	}
@@ -366,7 +427,14 @@ func (n *Node) Share(ctx context.Context, path string, opts ShareOptions) (cid.C
 	if opts.SHA256 {
 		bo.Hash = sha256Code
 	}
-	rec, err := n.xfer.Share(ctx, path, transfer.ShareOptions{Build: bo})
+	var lists [][]string
+	if len(allow) > 0 {
+		lists = [][]string{allow}
+	}
+	rec, err := n.xfer.Share(ctx, path, transfer.ShareOptions{Build: bo, BeforeServe: func(root cid.Cid) error {
+		// The limits hold from the first byte served.
+		return n.setACL(root, lists)
+	}})
 	if err != nil {
 		return cid.Undef, fmt.Errorf("node: share %s: %w", path, err)
 	}
@@ -377,7 +445,13 @@ func (n *Node) Share(ctx context.Context, path string, opts ShareOptions) (cid.C
 }
 
 func (n *Node) announce(ctx context.Context, root cid.Cid, name string, size, files int64) {
+	if n.access.closed() && n.needRole(auth.RolePublisher) != nil {
+		return // others would reject it; the DHT still finds this holder
+	}
 	e := catalog.Entry{Root: root, Name: name, Size: size, Files: files}
+	if lists := n.acl(root); len(lists) > 0 {
+		e.Allow = lists[0]
+	}
 	if err := n.cat.Announce(ctx, e); err != nil {
 		n.log.Warn("announce", "root", root, "err", err)
 	}

@@ -104,6 +104,7 @@ type fetch struct {
 	attempts    map[peer.ID]int
 	banned      map[peer.ID]bool
 	failures    []string
+	denied      map[peer.ID]error // providers that refused the root to us
 	intakeDone  bool
 	sessionsWG  sync.WaitGroup
 	phase       string
@@ -376,6 +377,12 @@ func (f *fetch) dropLocked(s *session, err error, ban bool) {
 	if !f.stopping {
 		st.Error = err.Error()
 		f.failures = append(f.failures, fmt.Sprintf("%s: %v", s.p, err))
+		if errors.Is(err, ErrDenied) {
+			if f.denied == nil {
+				f.denied = make(map[peer.ID]error)
+			}
+			f.denied[s.p] = err
+		}
 		f.s.log.Debug("provider dropped", "root", f.root, "peer", s.p, "err", err)
 	}
 	if f.sched != nil {
@@ -407,6 +414,12 @@ func (f *fetch) checkStarved() {
 	}
 	if f.sched != nil && f.sched.complete() {
 		return
+	}
+	if len(f.denied) > 0 && len(f.denied) == len(f.attempts) {
+		for _, err := range f.denied {
+			f.fail(fmt.Errorf("%w: %s is not open to this peer (%d provider(s) refused; %v)", ErrDenied, f.root, len(f.denied), err))
+			return
+		}
 	}
 	msg := "no provider could be reached"
 	if n := len(f.failures); n > 0 {
@@ -534,6 +547,9 @@ func (f *fetch) applyHave(s *session, m wire.Msg) error {
 func (f *fetch) onError(s *session, m wire.Msg) error {
 	switch m.About {
 	case wire.AboutStream:
+		if m.Code == wire.CodeDenied {
+			return fmt.Errorf("%w by %s: %s", ErrDenied, s.p, m.Text)
+		}
 		return fmt.Errorf("provider: %v: %s", m.Code, m.Text)
 	case wire.AboutBlock:
 		f.mu.Lock()
@@ -604,7 +620,7 @@ func (f *fetch) fetchManifest(ctx context.Context) (*manifest.Manifest, error) {
 	}
 	m, err := manifest.Load(ctx, f.root, get)
 	if err != nil {
-		if errors.Is(err, ErrNoProviders) || ctx.Err() != nil {
+		if errors.Is(err, ErrNoProviders) || errors.Is(err, ErrDenied) || ctx.Err() != nil {
 			return nil, err
 		}
 		return nil, fmt.Errorf("transfer: manifest of %s: %w", f.root, err)

@@ -110,6 +110,14 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 	if open.Type != wire.TOpen {
 		return fmt.Errorf("%w: first message is %v, not open", wire.ErrProtocol, open.Type)
 	}
+	if s.cfg.Authorize != nil {
+		if err := s.cfg.Authorize(ctx, p, open.Root); err != nil {
+			s.denied.Add(1)
+			s.log.Info("denied", "peer", p, "root", open.Root, "err", err)
+			_ = w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeDenied, Text: err.Error()}, nil)
+			return w.Flush()
+		}
+	}
 	src := s.source(open.Root)
 	if src == nil {
 		_ = w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeNotFound, Text: "root not held here: " + open.Root.String()}, nil)

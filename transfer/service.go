@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/bits"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -26,6 +27,8 @@ var (
 	ErrNotFound = errors.New("transfer: not found")
 	// ErrExists: the fetch destination exists and overwriting was not asked.
 	ErrExists = errors.New("transfer: destination exists")
+	// ErrDenied: every provider refused the root to this peer.
+	ErrDenied = errors.New("transfer: denied")
 	// ErrNoProviders: no peer could serve the root.
 	ErrNoProviders = errors.New("transfer: no providers")
 	// ErrClosed: the service was closed.
@@ -57,6 +60,10 @@ type Config struct {
 	// UploadRate caps the bytes per second this node sends to all peers
 	// together. Default 0: unlimited.
 	UploadRate int64
+	// Authorize, if set, decides whether peer p may fetch root from this
+	// node. It is asked once per stream, before anything about root is
+	// sent; an error makes the answer Denied (its text goes to the peer).
+	Authorize func(ctx context.Context, p peer.ID, root cid.Cid) error
 	// Logger receives the service's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -126,7 +133,12 @@ type Service struct {
 
 	pools [bits.UintSize]sync.Pool // chunk buffers by log2 size
 	limit *rate.Limiter            // nil: unlimited upload
+
+	denied atomic.Int64 // streams refused by Config.Authorize
 }
+
+// Denied returns how many requests Config.Authorize refused.
+func (s *Service) Denied() int64 { return s.denied.Load() }
 
 // New starts the service on h, keeping its state in db, and serves the
 // shares recorded there. Close stops it.
@@ -212,6 +224,9 @@ func (s *Service) putBuf(b *[]byte) {
 type ShareOptions struct {
 	// Build options for the manifest (chunk size, hash, workers, progress).
 	Build manifest.BuildOptions
+	// BeforeServe, if set, is called with the root once it is known and
+	// before the share is served; an error abandons the share.
+	BeforeServe func(root cid.Cid) error
 }
 
 // Share indexes the file or directory at path, records it, and serves it
@@ -235,6 +250,11 @@ func (s *Service) Share(ctx context.Context, path string, opts ShareOptions) (*S
 	} else {
 		rec.Path, err = absPath(path)
 		if err != nil {
+			return nil, err
+		}
+	}
+	if opts.BeforeServe != nil {
+		if err := opts.BeforeServe(res.Root); err != nil {
 			return nil, err
 		}
 	}

@@ -37,7 +37,7 @@ func NewVerifier(db *bolt.DB, network string, admins []peer.ID) (*Verifier, erro
 			return err
 		}
 		return b.ForEach(func(_, data []byte) error {
-			if r, err := v.verifyRevocation(data); err == nil {
+			if r, err := v.VerifyRevocation(data); err == nil {
 				v.revoked[r.Token] = r
 			}
 			return nil // kept under other admins; ignored
@@ -108,7 +108,9 @@ func (v *Verifier) CheckBytes(data []byte, presenter peer.ID, now time.Time) (To
 	return t, r, err
 }
 
-func (v *Verifier) verifyRevocation(data []byte) (Revocation, error) {
+// VerifyRevocation decodes a revocation and checks that an admin of this
+// network signed it, without keeping it.
+func (v *Verifier) VerifyRevocation(data []byte) (Revocation, error) {
 	r, err := DecodeRevocation(data)
 	if err != nil {
 		return Revocation{}, err
@@ -125,7 +127,7 @@ func (v *Verifier) verifyRevocation(data []byte) (Revocation, error) {
 // AddRevocation checks a revocation (signed by an admin of this network)
 // and keeps it. It returns the revocation and whether it was new.
 func (v *Verifier) AddRevocation(data []byte) (Revocation, bool, error) {
-	r, err := v.verifyRevocation(data)
+	r, err := v.VerifyRevocation(data)
 	if err != nil {
 		return Revocation{}, false, err
 	}

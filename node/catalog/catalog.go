@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -42,6 +43,12 @@ type Config struct {
 	// ReannounceInterval is how often a node announces its own shares
 	// again. Default 10m.
 	ReannounceInterval time.Duration
+	// Admit, if set, decides whether an announcement's publisher may
+	// publish (a closed network checks its token). Announcements it
+	// refuses are rejected on gossip and ignored in syncs, and counted.
+	Admit func(Entry) error
+	// Token is presented in this node's own announcements.
+	Token func() []byte
 	// Logger receives the catalog's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -61,6 +68,8 @@ type Catalog struct {
 	cancel context.CancelFunc
 	ctx    context.Context
 	wg     sync.WaitGroup
+
+	rejected atomic.Int64
 
 	mu     sync.Mutex
 	synced map[peer.ID]time.Time
@@ -150,8 +159,50 @@ func (c *Catalog) validate(ctx context.Context, from peer.ID, msg *pubsub.Messag
 		c.log.Debug("catalog: rejected announcement relayed as another's", "author", msg.GetFrom(), "publisher", e.Publisher)
 		return false
 	}
+	if err := c.admit(e); err != nil {
+		c.log.Info("catalog: rejected announcement", "publisher", e.Publisher, "root", e.Root, "err", err)
+		return false
+	}
 	return true
 }
+
+// admit applies Config.Admit and counts refusals.
+func (c *Catalog) admit(e Entry) error {
+	if c.cfg.Admit == nil {
+		return nil
+	}
+	err := c.cfg.Admit(e)
+	if err != nil {
+		c.rejected.Add(1)
+	}
+	return err
+}
+
+// stillAdmitted reports whether a kept announcement is still admitted (its
+// publisher's token may have expired or been revoked since).
+func (c *Catalog) stillAdmitted(e Entry) bool {
+	return c.cfg.Admit == nil || e.Publisher == c.h.ID() || c.cfg.Admit(e) == nil
+}
+
+// Allows returns the Allow lists of the current announcements of root
+// that limit it; none means root is open to every peer.
+func (c *Catalog) Allows(root cid.Cid) [][]string {
+	var out [][]string
+	prefix := root.Bytes()
+	_ = c.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bucket).Cursor()
+		for k, v := cur.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = cur.Next() {
+			if e, err := Decode(v); err == nil && !e.Removed && e.Root.Equals(root) && len(e.Allow) > 0 && c.stillAdmitted(e) {
+				out = append(out, e.Allow)
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+// Rejected returns how many announcements Config.Admit refused.
+func (c *Catalog) Rejected() int64 { return c.rejected.Load() }
 
 func (c *Catalog) receive() {
 	for {
@@ -175,6 +226,11 @@ func (c *Catalog) store(data []byte) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if e.Publisher != c.h.ID() {
+		if err := c.admit(e); err != nil {
+			return false, err
+		}
+	}
 	key := append(e.Root.Bytes(), []byte(e.Publisher)...)
 	var stored bool
 	err = c.db.Update(func(tx *bolt.Tx) error {
@@ -193,6 +249,9 @@ func (c *Catalog) store(data []byte) (bool, error) {
 // Announce signs e as this node's, keeps it and publishes it.
 func (c *Catalog) Announce(ctx context.Context, e Entry) error {
 	e.Publisher = c.h.ID()
+	if c.cfg.Token != nil {
+		e.Token = c.cfg.Token()
+	}
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
@@ -223,6 +282,9 @@ func (c *Catalog) all() ([]Entry, [][]byte, error) {
 			e, err := Decode(v)
 			if err != nil {
 				return nil // kept by an older version; ignore
+			}
+			if !c.stillAdmitted(e) {
+				return nil
 			}
 			entries = append(entries, e)
 			raw = append(raw, append([]byte(nil), v...))
@@ -256,7 +318,7 @@ func (c *Catalog) Holders(root cid.Cid) []peer.ID {
 	_ = c.db.View(func(tx *bolt.Tx) error {
 		cur := tx.Bucket(bucket).Cursor()
 		for k, v := cur.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = cur.Next() {
-			if e, err := Decode(v); err == nil && !e.Removed && e.Root.Equals(root) {
+			if e, err := Decode(v); err == nil && !e.Removed && e.Root.Equals(root) && c.stillAdmitted(e) {
 				out = append(out, e.Publisher)
 			}
 		}

@@ -29,7 +29,16 @@ type Entry struct {
 	Publisher peer.ID   `json:"publisher"`
 	Time      time.Time `json:"time"`
 	Removed   bool      `json:"removed,omitempty"`
+	// Allow limits the share to these roles and peer IDs (empty: open to
+	// every peer of the network).
+	Allow []string `json:"allow,omitempty"`
+	// Token is the publisher's token in a closed network: the proof that
+	// it may publish.
+	Token []byte `json:"-"`
 }
+
+// MaxAllow caps the entries of an announcement's Allow list.
+const MaxAllow = 16
 
 // signed is the encoding on the wire: the entry's encoding and the
 // publisher's signature over exactly those bytes.
@@ -40,13 +49,15 @@ type signed struct {
 
 // wireEntry is the encoding of an entry.
 type wireEntry struct {
-	Root      []byte `cbor:"root"`
-	Name      string `cbor:"name"`
-	Size      uint64 `cbor:"size"`
-	Files     uint64 `cbor:"files"`
-	Publisher []byte `cbor:"pub"`
-	Time      int64  `cbor:"time"` // Unix nanoseconds
-	Removed   bool   `cbor:"rm"`
+	Root      []byte   `cbor:"root"`
+	Name      string   `cbor:"name"`
+	Size      uint64   `cbor:"size"`
+	Files     uint64   `cbor:"files"`
+	Publisher []byte   `cbor:"pub"`
+	Time      int64    `cbor:"time"` // Unix nanoseconds
+	Removed   bool     `cbor:"rm"`
+	Allow     []string `cbor:"allow,omitempty"`
+	Token     []byte   `cbor:"tok,omitempty"`
 }
 
 var (
@@ -77,6 +88,7 @@ func (e *Entry) toWire() wireEntry {
 	return wireEntry{
 		Root: e.Root.Bytes(), Name: e.Name, Size: uint64(e.Size), Files: uint64(e.Files),
 		Publisher: []byte(e.Publisher), Time: e.Time.UnixNano(), Removed: e.Removed,
+		Allow: e.Allow, Token: e.Token,
 	}
 }
 
@@ -135,6 +147,17 @@ func Decode(data []byte) (Entry, error) {
 	if !utf8.ValidString(w.Name) || len(w.Name) > 255 {
 		return Entry{}, fmt.Errorf("%w: bad name", ErrInvalid)
 	}
+	if len(w.Allow) > MaxAllow {
+		return Entry{}, fmt.Errorf("%w: allow list of %d entries exceeds %d", ErrInvalid, len(w.Allow), MaxAllow)
+	}
+	for _, a := range w.Allow {
+		if a == "" || len(a) > 128 || !utf8.ValidString(a) {
+			return Entry{}, fmt.Errorf("%w: bad allow entry", ErrInvalid)
+		}
+	}
+	if len(w.Token) > 1<<10 {
+		return Entry{}, fmt.Errorf("%w: token of %d bytes", ErrInvalid, len(w.Token))
+	}
 	if w.Size > 1<<62 || w.Files > 1<<40 {
 		return Entry{}, fmt.Errorf("%w: size or file count out of range", ErrInvalid)
 	}
@@ -149,5 +172,6 @@ func Decode(data []byte) (Entry, error) {
 	return Entry{
 		Root: root, Name: w.Name, Size: int64(w.Size), Files: int64(w.Files),
 		Publisher: pub, Time: time.Unix(0, w.Time).UTC(), Removed: w.Removed,
+		Allow: w.Allow, Token: w.Token,
 	}, nil
 }

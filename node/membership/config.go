@@ -3,6 +3,8 @@ package membership
 import (
 	"log/slog"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Meta is what a member says about itself.
@@ -14,6 +16,9 @@ type Meta struct {
 	Version     string   `cbor:"ver" json:"version"`
 	FreeStorage uint64   `cbor:"free" json:"free_storage"`
 	Shares      int      `cbor:"shares" json:"shares"`
+	// Token is the member's token in a closed network (its proof of
+	// membership and role).
+	Token []byte `cbor:"tok,omitempty" json:"-"`
 }
 
 // Config tunes the protocol. Zero fields take the defaults of
@@ -46,6 +51,10 @@ type Config struct {
 	// Meta is this member's metadata.
 	Meta Meta
 	// Logger receives the package's logs. Default: discard.
+	// Admit, if set, decides whether a member may be in the view from its
+	// metadata (a closed network checks its token). An alive update whose
+	// metadata it refuses, or a new member without metadata, is ignored.
+	Admit func(id peer.ID, meta Meta) error
 	Logger *slog.Logger
 }
 

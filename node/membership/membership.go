@@ -313,6 +313,17 @@ func (m *Membership) apply(u update, id peer.ID, author peer.ID) bool {
 	mb := m.members[id]
 	switch u.Kind {
 	case KindAlive:
+		if m.cfg.Admit != nil {
+			if u.Meta == nil && mb == nil {
+				return false
+			}
+			if u.Meta != nil {
+				if err := m.cfg.Admit(id, *u.Meta); err != nil {
+					m.log.Debug("membership: member refused", "member", id, "err", err)
+					return false
+				}
+			}
+		}
 		if mb == nil {
 			mb = &member{Member: Member{ID: id}}
 			m.members[id] = mb

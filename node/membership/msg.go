@@ -109,6 +109,9 @@ func (u *update) check() (peer.ID, error) {
 	return id, nil
 }
 
+// maxMetaToken caps the token in a member's metadata.
+const maxMetaToken = 1 << 10
+
 func (m *Meta) check() error {
 	if len(m.Roles) > maxMetaList || len(m.Addrs) > maxMetaList {
 		return invalid("metadata lists over %d entries", maxMetaList)
@@ -120,6 +123,9 @@ func (m *Meta) check() error {
 	}
 	if m.Shares < 0 {
 		return invalid("negative share count")
+	}
+	if len(m.Token) > maxMetaToken {
+		return invalid("token of %d bytes", len(m.Token))
 	}
 	return nil
 }
