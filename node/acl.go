@@ -261,4 +261,3 @@ func (n *Node) needRole(want auth.Role) error {
 	}
 	return nil
 }
-

@@ -54,7 +54,7 @@ type Config struct {
 	// Admit, if set, decides whether a member may be in the view from its
 	// metadata (a closed network checks its token). An alive update whose
 	// metadata it refuses, or a new member without metadata, is ignored.
-	Admit func(id peer.ID, meta Meta) error
+	Admit  func(id peer.ID, meta Meta) error
 	Logger *slog.Logger
 }
 
