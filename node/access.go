@@ -202,6 +202,9 @@ type access struct {
 	mu    sync.Mutex
 	token auth.Token
 	peers map[peer.ID]*peerAuth
+	// rawToken, if set, is presented instead of token (tests: forged or
+	// malformed tokens).
+	rawToken []byte
 
 	notify *network.NotifyBundle
 	topic  *pubsub.Topic
@@ -358,6 +361,11 @@ func (a *access) track(p peer.ID, outbound bool) *peerAuth {
 // revocations it knows.
 func (a *access) message() authMsg {
 	m := authMsg{Token: a.tokenBytes()}
+	a.mu.Lock()
+	if a.rawToken != nil {
+		m.Token = a.rawToken
+	}
+	a.mu.Unlock()
 	revs := a.v.Revocations()
 	if len(revs) > maxAuthRevocations {
 		revs = revs[len(revs)-maxAuthRevocations:]

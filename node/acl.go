@@ -84,6 +84,41 @@ func (n *Node) setACL(root cid.Cid, lists [][]string) error {
 	})
 }
 
+// addACL adds an allow list to those root is limited to here.
+func (n *Node) addACL(root cid.Cid, list []string) error {
+	return n.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(aclBucket)
+		var lists [][]string
+		if data := b.Get(root.Bytes()); data != nil {
+			_ = json.Unmarshal(data, &lists)
+		}
+		for _, l := range lists {
+			if slices.Equal(l, list) {
+				return nil
+			}
+		}
+		if len(lists) >= catalog.MaxAllow {
+			return fmt.Errorf("node: more than %d allow lists for %s", catalog.MaxAllow, root)
+		}
+		data, err := json.Marshal(append(lists, list))
+		if err != nil {
+			return err
+		}
+		return b.Put(root.Bytes(), data)
+	})
+}
+
+// limits returns every allow list root is limited to here.
+func (n *Node) limits(root cid.Cid) [][]string {
+	lists := n.acl(root)
+	for _, l := range n.cat.Allows(root) {
+		if !slices.ContainsFunc(lists, func(k []string) bool { return slices.Equal(k, l) }) {
+			lists = append(lists, l)
+		}
+	}
+	return lists
+}
+
 func (n *Node) acl(root cid.Cid) [][]string {
 	var lists [][]string
 	_ = n.db.View(func(tx *bolt.Tx) error {
@@ -106,7 +141,7 @@ func (n *Node) authorize(ctx context.Context, p peer.ID, root cid.Cid) error {
 	if err != nil {
 		return fmt.Errorf("peer not admitted to this network: %v", err)
 	}
-	for _, list := range append(n.acl(root), n.cat.Allows(root)...) {
+	for _, list := range n.limits(root) {
 		if !allowed(list, p, role) {
 			return fmt.Errorf("%s is limited to %s", root, strings.Join(list, ", "))
 		}

@@ -82,6 +82,10 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOp
 		IntoDir:   opts.IntoDir,
 		Providers: providers,
 		Progress:  opts.Progress,
+		OnLimits: func(p peer.ID, allow []string) error {
+			// Serve what arrives under the limits its holders state.
+			return n.addACL(root, allow)
+		},
 		OnBadPeer: func(p peer.ID, err error) {
 			n.log.Warn("peer sent bad data", "peer", p, "root", root, "err", err)
 		},

@@ -196,6 +196,12 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.cat = cat
 	tcfg := cfg.Transfer
 	tcfg.Authorize = n.authorize
+	tcfg.Limits = n.limits
+	tcfg.OnProtocolError = func(p peer.ID, err error) {
+		n.log.Warn("peer broke the transfer protocol; disconnected", "peer", p, "err", err, "refused_for", refuseFor)
+		acc.gater.refuse(p, refuseFor)
+		h.Network().ClosePeer(p)
+	}
 	xfer, err := transfer.New(h, db, tcfg)
 	if err != nil {
 		return nil, err

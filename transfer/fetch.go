@@ -40,6 +40,10 @@ type FetchOptions struct {
 	// OnBadPeer, if set, is told of a provider dropped for sending data
 	// that failed verification or breaking the protocol.
 	OnBadPeer func(peer.ID, error)
+	// OnLimits, if set, is given each allow list a provider says root is
+	// limited to, before anything else from that provider is used; an
+	// error drops the provider.
+	OnLimits func(p peer.ID, allow []string) error
 }
 
 // Progress is a snapshot of a fetch.

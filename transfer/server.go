@@ -118,6 +118,13 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 			return w.Flush()
 		}
 	}
+	if s.cfg.Limits != nil {
+		for _, allow := range s.cfg.Limits(open.Root) {
+			if err := w.Write(&wire.Msg{Type: wire.TLimits, Allow: allow}, nil); err != nil {
+				return err
+			}
+		}
+	}
 	src := s.source(open.Root)
 	if src == nil {
 		_ = w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeNotFound, Text: "root not held here: " + open.Root.String()}, nil)

@@ -64,6 +64,15 @@ type Config struct {
 	// node. It is asked once per stream, before anything about root is
 	// sent; an error makes the answer Denied (its text goes to the peer).
 	Authorize func(ctx context.Context, p peer.ID, root cid.Cid) error
+	// Limits, if set, returns the allow lists root is limited to; they
+	// are sent to each fetching peer after Authorize admits it, so that it
+	// enforces them when it serves root in turn.
+	Limits func(root cid.Cid) [][]string
+	// OnProtocolError, if set, is told of a peer that broke the protocol
+	// while fetching from this node (oversized, truncated or malformed
+	// frames, a flood of requests past MaxQueuedPerStream); its stream is
+	// reset in any case. The node uses it to cut the peer off.
+	OnProtocolError func(p peer.ID, err error)
 	// Logger receives the service's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -539,6 +548,9 @@ func (s *Service) handleStream(st network.Stream) {
 	if err != nil {
 		s.log.Debug("serve stream ended", "peer", st.Conn().RemotePeer(), "err", err)
 		st.Reset()
+		if errors.Is(err, wire.ErrProtocol) && s.cfg.OnProtocolError != nil {
+			s.cfg.OnProtocolError(st.Conn().RemotePeer(), err)
+		}
 		return
 	}
 	st.Close()

@@ -237,6 +237,12 @@ func (s *session) readLoop(ctx context.Context) error {
 			return err
 		}
 		switch m.Type {
+		case wire.TLimits:
+			if f.opts.OnLimits != nil {
+				if err := f.opts.OnLimits(s.p, m.Allow); err != nil {
+					return err
+				}
+			}
 		case wire.THaveAll, wire.THave, wire.THaveUpdate:
 			if err := f.onHave(s, m); err != nil {
 				return err

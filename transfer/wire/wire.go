@@ -46,12 +46,20 @@ const (
 	TBlock      Type = 8  // ID, Length; payload follows
 	TChunk      Type = 9  // Index, Length; payload follows
 	TError      Type = 10 // Code, About, Ref, Text
+	TLimits     Type = 11 // Allow
+)
+
+// MaxAllow caps the entries of a Limits message, and MaxAllowEntry the
+// bytes of one entry.
+const (
+	MaxAllow      = 16
+	MaxAllowEntry = 128
 )
 
 var typeNames = [...]string{
 	TOpen: "open", TGetBlock: "get-block", TRequest: "request", TCancel: "cancel",
 	THave: "have", THaveAll: "have-all", THaveUpdate: "have-update",
-	TBlock: "block", TChunk: "chunk", TError: "error",
+	TBlock: "block", TChunk: "chunk", TError: "error", TLimits: "limits",
 }
 
 func (t Type) String() string {
@@ -113,6 +121,10 @@ type Msg struct {
 	About  About   // Error: what Ref refers to
 	Ref    uint64  // Error: the ID or Index the error answers
 	Text   string  // Error
+	// Allow is the list of roles and peer IDs a share is limited to
+	// (Limits): the serving side tells the fetching side, which enforces
+	// it when it serves the share in turn.
+	Allow []string
 }
 
 // ErrProtocol is wrapped by every decoding error: the peer broke the
@@ -170,6 +182,17 @@ func Append(dst []byte, m *Msg) ([]byte, error) {
 		b = append(b, byte(m.Code), byte(m.About))
 		b = binary.AppendUvarint(b, m.Ref)
 		b = appendBytes(b, []byte(text))
+	case TLimits:
+		if len(m.Allow) == 0 || len(m.Allow) > MaxAllow {
+			return dst, fmt.Errorf("wire: limits of %d entries (1 to %d)", len(m.Allow), MaxAllow)
+		}
+		b = binary.AppendUvarint(b, uint64(len(m.Allow)))
+		for _, a := range m.Allow {
+			if a == "" || len(a) > MaxAllowEntry || !utf8.ValidString(a) {
+				return dst, fmt.Errorf("wire: bad limits entry %q", a)
+			}
+			b = appendBytes(b, []byte(a))
+		}
 	default:
 		return dst, fmt.Errorf("wire: cannot encode %v", m.Type)
 	}
@@ -237,6 +260,18 @@ func Decode(body []byte) (Msg, error) {
 			d.fail("error text is not UTF-8")
 		}
 		m.Text = string(text)
+	case TLimits:
+		k := d.uvarint()
+		if d.err == nil && (k == 0 || k > MaxAllow) {
+			d.fail("limits of %d entries", k)
+		}
+		for i := uint64(0); d.err == nil && i < k; i++ {
+			a := d.bytes(MaxAllowEntry)
+			if d.err == nil && (len(a) == 0 || !utf8.Valid(a)) {
+				d.fail("bad limits entry")
+			}
+			m.Allow = append(m.Allow, string(a))
+		}
 	default:
 		return Msg{}, protoErr("unknown message type %d", body[0])
 	}

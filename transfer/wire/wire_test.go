@@ -35,6 +35,7 @@ func sampleMsgs(t testing.TB) []Msg {
 		{Type: TBlock, ID: 7, Length: 5},
 		{Type: TChunk, Index: 12, Length: 3},
 		{Type: TError, Code: CodeDenied, About: AboutChunk, Ref: 12, Text: "share is limited to readers"},
+		{Type: TLimits, Allow: []string{"reader", "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo"}},
 	}
 }
 
