@@ -205,10 +205,30 @@ type access struct {
 	// rawToken, if set, is presented instead of token (tests: forged or
 	// malformed tokens).
 	rawToken []byte
+	// refusals are the latest refusals of this node by others.
+	refusals map[peer.ID]refusal
 
 	notify *network.NotifyBundle
 	topic  *pubsub.Topic
 	sub    *pubsub.Subscription
+}
+
+type refusal struct {
+	err error
+	at  time.Time
+}
+
+// refusedSince returns the refusals of this node by other peers since t.
+func (a *access) refusedSince(t time.Time) []error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []error
+	for p, r := range a.refusals {
+		if !r.at.Before(t) {
+			out = append(out, fmt.Errorf("%s: %w", p, r.err))
+		}
+	}
+	return out
 }
 
 // RevocationTopic returns the topic on which a network's revocations travel.
@@ -402,6 +422,12 @@ func (a *access) ask(p peer.ID, pa *peerAuth) {
 	a.applyRevocations(ans.Revs)
 	if ans.Err != "" {
 		err := fmt.Errorf("%w: %s", ErrRefused, ans.Err)
+		a.mu.Lock()
+		if a.refusals == nil || len(a.refusals) > 1024 {
+			a.refusals = make(map[peer.ID]refusal)
+		}
+		a.refusals[p] = refusal{err: err, at: time.Now()}
+		a.mu.Unlock()
 		if pa.finish("", auth.Token{}, err) {
 			n.log.Warn("refused by peer", "peer", p, "reason", ans.Err)
 		}

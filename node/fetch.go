@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -64,6 +65,7 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOp
 			return nil, fmt.Errorf("node: fetch: %w", err)
 		}
 	}
+	started := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	providers := make(chan peer.ID, 16)
@@ -91,6 +93,12 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOp
 		},
 	})
 	if err != nil {
+		if errors.Is(err, transfer.ErrNoProviders) {
+			if refs := n.access.refusedSince(started); len(refs) > 0 {
+				// Say why: this peer was refused (its token).
+				return nil, fmt.Errorf("%w (%w)", errors.Join(refs...), err)
+			}
+		}
 		return nil, err
 	}
 	n.announce(n.ctx, root, res.Manifest.Name, res.Manifest.Size, int64(countFiles(res)))

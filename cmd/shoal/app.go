@@ -36,6 +36,7 @@ func run(ctx context.Context, args []string) error {
 			peersCommand(),
 			membersCommand(),
 			statusCommand(),
+			tokenCommand(),
 			versionCommand(),
 		},
 		HideHelpCommand: true,

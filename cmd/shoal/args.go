@@ -26,6 +26,15 @@ func interspersed(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
+	// Descend into subcommands (shoal token issue ...).
+	for i+1 < len(args) && len(cmd.Subcommands) > 0 {
+		sub := cmd.Command(args[i+1])
+		if sub == nil {
+			break
+		}
+		cmd = sub
+		i++
+	}
 	var flags, pos []string
 	rest := args[i+1:]
 	for k := 0; k < len(rest); k++ {

@@ -98,6 +98,8 @@ func shareCommand() *cli.Command {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the root CID"},
 			&cli.Int64Flag{Name: "chunk-size", Usage: "chunk size in bytes, a power of two from 256 KiB to 16 MiB (default 1 MiB)"},
 			&cli.BoolFlag{Name: "sha256", Usage: "hash with SHA2-256 instead of BLAKE3"},
+			&cli.StringSliceFlag{Name: "allow", Usage: "limit the share to a role (reader, publisher, admin: closed networks) or a peer ID; " +
+				"repeatable; peers that fetch it keep the limits; others get \"denied\" and no byte of it"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -111,6 +113,7 @@ func shareCommand() *cli.Command {
 			rep := newIndexReporter(c.App.ErrWriter, c.Bool("quiet"))
 			done, err := cl.Share(c.Context, api.ShareRequest{
 				Path: c.Args().First(), ChunkSize: c.Int64("chunk-size"), SHA256: c.Bool("sha256"),
+				Allow: c.StringSlice("allow"),
 			}, rep.update)
 			rep.finish()
 			if err != nil {
@@ -237,7 +240,9 @@ func statusCommand() *cli.Command {
 		Usage: "show this node: id, network, uptime, shares, transfers, reachability",
 		Description: "JSON: {\"id\", \"network\", \"version\", \"addrs\", \"started\", \"uptime_ns\",\n" +
 			"\"peers\", \"shares\", \"catalog\", \"fetches\", \"dht_peers\", \"members\" (count by\n" +
-			"state), \"reachability\"}.",
+			"state), \"reachability\", \"access\": {\"closed\", \"admins\", \"role\", \"role_error\",\n" +
+			"\"token_expires\", \"revocations\", \"refused_peers\", \"denied_requests\",\n" +
+			"\"rejected_announcements\"}}.",
 		Flags: []cli.Flag{jsonFlag},
 		Action: withClient(func(c *cli.Context, cl *api.Client) error {
 			st, err := cl.Status(c.Context)
@@ -257,6 +262,20 @@ func statusCommand() *cli.Command {
 			fmt.Fprintf(w, "members:      %d alive, %d suspect, %d dead, %d left\n",
 				st.Members["alive"], st.Members["suspect"], st.Members["dead"], st.Members["left"])
 			fmt.Fprintf(w, "reachability: %s\n", st.Reachable)
+			if a := st.Access; a.Closed {
+				role := a.Role
+				if role == "" {
+					role = "none (" + a.RoleError + ")"
+				}
+				if !a.TokenExpires.IsZero() {
+					role += ", token expires " + a.TokenExpires.Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "access:       closed network, role %s\n", role)
+				fmt.Fprintf(w, "refusals:     %d peers refused now, %d requests denied, %d announcements rejected, %d revocations\n",
+					a.RefusedPeers, a.DeniedFetches, a.RejectedAnns, a.Revocations)
+			} else {
+				fmt.Fprintf(w, "access:       open network (every peer reads and publishes); %d requests denied\n", a.DeniedFetches)
+			}
 			for _, a := range st.Addrs {
 				fmt.Fprintf(w, "address:      %s\n", a)
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,8 @@ type fileConfig struct {
 	LogLevel    string   `toml:"log_level"`
 	UploadRate  int64    `toml:"upload_rate"`
 	FindTimeout string   `toml:"find_timeout"`
+	Admins      []string `toml:"admins"`
+	APIListen   string   `toml:"api_listen"`
 }
 
 func defaultFileConfig(network string) fileConfig {
@@ -37,6 +40,7 @@ func defaultFileConfig(network string) fileConfig {
 		Network:     network,
 		Listen:      node.DefaultConfig().ListenAddrs,
 		Bootstrap:   []string{},
+		Admins:      []string{},
 		LogLevel:    "info",
 		FindTimeout: "30s",
 	}
@@ -52,6 +56,11 @@ const configHeader = `# shoal daemon configuration. Flags given to "shoal daemon
 # log_level     debug, info, warn or error
 # upload_rate   bytes per second sent to all peers together; 0 is unlimited
 # find_timeout  how long a fetch searches the DHT for providers
+# admins        peer IDs of the network's admins; any makes the network closed:
+#               only peers holding a token signed by an admin may connect
+#               (shoal token issue / shoal token add)
+# api_listen    host:port of an extra HTTP API listener (dashboards, metrics);
+#               it requires the bearer token in <home>/api.token
 
 `
 
@@ -68,25 +77,44 @@ func writeConfig(home string, c fileConfig) error {
 	return nil
 }
 
+// maxConfigSize caps config.toml.
+const maxConfigSize = 1 << 20
+
 // readConfig reads home's config.toml; a missing file gives the defaults.
 func readConfig(home string) (fileConfig, bool, error) {
-	c := defaultFileConfig("default")
 	p := filepath.Join(home, configName)
-	md, err := toml.DecodeFile(p, &c)
+	data, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return c, false, nil
+		return defaultFileConfig("default"), false, nil
 	}
 	if err != nil {
+		return defaultFileConfig("default"), true, err
+	}
+	c, err := parseConfig(data)
+	if err != nil {
 		return c, true, fmt.Errorf("%s: %w", p, err)
+	}
+	return c, true, nil
+}
+
+// parseConfig parses the text of config.toml; unknown settings are errors.
+func parseConfig(data []byte) (fileConfig, error) {
+	c := defaultFileConfig("default")
+	if len(data) > maxConfigSize {
+		return c, fmt.Errorf("%d bytes exceeds %d", len(data), maxConfigSize)
+	}
+	md, err := toml.Decode(string(data), &c)
+	if err != nil {
+		return c, err
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, len(und))
 		for i, k := range und {
 			keys[i] = k.String()
 		}
-		return c, true, fmt.Errorf("%s: unknown setting(s): %s", p, strings.Join(keys, ", "))
+		return c, fmt.Errorf("unknown setting(s): %s", strings.Join(keys, ", "))
 	}
-	return c, true, nil
+	return c, nil
 }
 
 // nodeConfig turns the file's settings into a node configuration.
@@ -117,6 +145,21 @@ func (c fileConfig) nodeConfig(home string) (node.Config, error) {
 		return cfg, err
 	}
 	cfg.BootstrapPeers = peers
+	for _, a := range c.Admins {
+		id, err := peer.Decode(strings.TrimSpace(a))
+		if err != nil {
+			return cfg, fmt.Errorf("admins: %q is not a peer ID: %w", a, err)
+		}
+		if _, err := id.ExtractPublicKey(); err != nil {
+			return cfg, fmt.Errorf("admins: %q does not embed its public key (want an Ed25519 peer ID, 12D3KooW...)", a)
+		}
+		cfg.Admins = append(cfg.Admins, id)
+	}
+	if c.APIListen != "" {
+		if _, _, err := net.SplitHostPort(c.APIListen); err != nil {
+			return cfg, fmt.Errorf("api_listen %q: want host:port: %w", c.APIListen, err)
+		}
+	}
 	return cfg, nil
 }
 

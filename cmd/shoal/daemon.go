@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -37,6 +38,8 @@ func daemonCommand() *cli.Command {
 			&cli.BoolFlag{Name: "mdns", Usage: "find peers on the LAN by multicast DNS (config: mdns)"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (config: log_level, default info)"},
 			&cli.Int64Flag{Name: "upload-rate", Usage: "bytes per second sent to all peers together, 0 unlimited (config: upload_rate)"},
+			&cli.StringFlag{Name: "api-listen", Usage: "also serve the API over HTTP on host:port, for dashboards and metrics; " +
+				"requests must carry \"Authorization: Bearer <token>\" with the token in <home>/api.token (config: api_listen)"},
 		},
 		Action: runDaemon,
 	}
@@ -76,6 +79,9 @@ func runDaemon(c *cli.Context) error {
 	if c.IsSet("upload-rate") {
 		fc.UploadRate = c.Int64("upload-rate")
 	}
+	if c.IsSet("api-listen") {
+		fc.APIListen = c.String("api-listen")
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(orDefault(fc.LogLevel, "info"))); err != nil {
 		return fmt.Errorf("log level %q: want debug, info, warn or error", fc.LogLevel)
@@ -99,9 +105,28 @@ func runDaemon(c *cli.Context) error {
 		n.Close()
 		return err
 	}
-	srv := &http.Server{Handler: api.NewServer(n, version, log), ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 1)
+	handler := api.NewServer(n, version, log)
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(l) }()
+	var tcpSrv *http.Server
+	if fc.APIListen != "" {
+		bearer, err := api.LoadOrCreateBearer(home)
+		if err != nil {
+			srv.Close()
+			n.Close()
+			return err
+		}
+		tl, err := net.Listen("tcp", fc.APIListen)
+		if err != nil {
+			srv.Close()
+			n.Close()
+			return fmt.Errorf("api_listen: %w", err)
+		}
+		tcpSrv = &http.Server{Handler: api.RequireBearer(bearer, handler), ReadHeaderTimeout: 10 * time.Second}
+		go func() { served <- tcpSrv.Serve(tl) }()
+		log.Info("API also on TCP; requests need the bearer token", "addr", tl.Addr().String(), "token_file", filepath.Join(home, api.TokenFileName))
+	}
 
 	log.Info("daemon started", "peer", n.ID(), "network", n.Network(), "api", filepath.Join(home, api.SocketName))
 	fmt.Fprintf(c.App.Writer, "peer %s\n", n.ID())
@@ -122,6 +147,9 @@ func runDaemon(c *cli.Context) error {
 	defer cancel()
 	srv.Shutdown(ctx) // long fetch streams are cut by Close below
 	srv.Close()
+	if tcpSrv != nil {
+		tcpSrv.Close()
+	}
 	err = n.Close()
 	os.Remove(filepath.Join(home, api.SocketName))
 	if err != nil {

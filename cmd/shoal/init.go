@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
@@ -22,6 +24,9 @@ func initCommand() *cli.Command {
 			&cli.StringFlag{Name: "network", Value: "default", Usage: "name of the network to join"},
 			&cli.BoolFlag{Name: "swarm-key", Usage: "make a new private network: write a pre-shared key to <home>/swarm.key; " +
 				"copy that file into the home of every peer allowed in (TCP only: QUIC cannot carry it)"},
+			&cli.BoolFlag{Name: "admin", Usage: "make a closed network with this peer as its admin (writes admins = [<this peer>] to config.toml); " +
+				"issue tokens with 'shoal token issue'"},
+			&cli.StringSliceFlag{Name: "admins", Usage: "join a closed network: the peer ID of one of its admins (repeatable; config: admins)"},
 		},
 		Action: func(c *cli.Context) error {
 			home := c.String("home")
@@ -36,6 +41,18 @@ func initCommand() *cli.Command {
 				fmt.Fprintf(c.App.Writer, "private network key written to %s\n", filepath.Join(home, node.SwarmKeyFile))
 				created = true
 			}
+			var admins []string
+			if c.Bool("admin") {
+				admins = append(admins, id.String())
+			}
+			admins = append(admins, c.StringSlice("admins")...)
+			if len(admins) > 0 {
+				if err := setAdmins(home, admins); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "closed network: admins %s\n", strings.Join(admins, ", "))
+				created = true
+			}
 			if !created {
 				return fmt.Errorf("%s is already initialised (peer %s)", home, id)
 			}
@@ -43,6 +60,25 @@ func initCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// setAdmins adds admins to home's config.toml, which makes the network
+// closed.
+func setAdmins(home string, admins []string) error {
+	fc, _, err := readConfig(home)
+	if err != nil {
+		return err
+	}
+	for _, a := range admins {
+		id, err := peer.Decode(a)
+		if err != nil {
+			return fmt.Errorf("admin %q is not a peer ID: %w", a, err)
+		}
+		if !slices.Contains(fc.Admins, id.String()) {
+			fc.Admins = append(fc.Admins, id.String())
+		}
+	}
+	return writeConfig(home, fc)
 }
 
 // initHome creates the identity and config.toml if missing.

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,5 +155,43 @@ func TestNoDaemon(t *testing.T) {
 	defer c.Close()
 	if _, err := c.Status(context.Background()); !errors.Is(err, ErrNoDaemon) || !strings.Contains(err.Error(), "shoal --home") {
 		t.Fatalf("no daemon: %v", err)
+	}
+}
+
+func TestBearerListener(t *testing.T) {
+	d := newDaemon(t)
+	tok, err := LoadOrCreateBearer(d.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := LoadOrCreateBearer(d.home); again != tok {
+		t.Fatal("token not kept")
+	}
+	if fi, err := os.Stat(filepath.Join(d.home, TokenFileName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v %v", fi.Mode(), err)
+	}
+	h := RequireBearer(tok, NewServer(d.n, "test", nil))
+	for _, c := range []struct {
+		auth string
+		want int
+	}{
+		{"", http.StatusUnauthorized},
+		{"Bearer nope", http.StatusUnauthorized},
+		{"Bearer " + tok + "x", http.StatusUnauthorized},
+		{"bearer " + tok, http.StatusUnauthorized},
+		{"Bearer " + tok, http.StatusOK},
+	} {
+		req := httptest.NewRequest(http.MethodGet, "/v1/status", nil)
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != c.want {
+			t.Errorf("Authorization %q: %d, want %d", c.auth, rec.Code, c.want)
+		}
+		if c.want == http.StatusOK && !strings.Contains(rec.Body.String(), d.n.ID().String()) {
+			t.Errorf("status body: %s", rec.Body.String())
+		}
 	}
 }

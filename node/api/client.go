@@ -99,6 +99,12 @@ func eventError(e Event) error {
 		base = node.ErrNotRoot
 	case CodeCanceled:
 		base = context.Canceled
+	case CodeDenied:
+		base = transfer.ErrDenied
+	case CodeRefused:
+		base = node.ErrRefused
+	case CodeForbidden:
+		base = node.ErrNotPublisher
 	}
 	if base == nil {
 		return errors.New(e.Error)
@@ -165,6 +171,30 @@ func (c *Client) Connect(ctx context.Context, addr string) error {
 	}
 	resp.Body.Close()
 	return nil
+}
+
+// AddToken installs the node's token (text form).
+func (c *Client) AddToken(ctx context.Context, token string) (TokenInfo, error) {
+	return c.postToken(ctx, "/v1/token", token)
+}
+
+// Revoke revokes a token in the whole network; the daemon must be an
+// admin's.
+func (c *Client) Revoke(ctx context.Context, token string) (TokenInfo, error) {
+	return c.postToken(ctx, "/v1/revoke", token)
+}
+
+func (c *Client) postToken(ctx context.Context, path, token string) (TokenInfo, error) {
+	var info TokenInfo
+	resp, err := c.do(ctx, http.MethodPost, path, TokenRequest{Token: token})
+	if err != nil {
+		return info, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+		return info, fmt.Errorf("api: %s: %w", path, err)
+	}
+	return info, nil
 }
 
 // stream reads NDJSON events until done or error.

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/shoalnet/shoal/node"
+	"github.com/shoalnet/shoal/node/auth"
 	"github.com/shoalnet/shoal/transfer"
 	"github.com/shoalnet/shoal/transfer/manifest"
 )
@@ -45,6 +46,8 @@ func NewServer(n *node.Node, version string, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/connect", s.connect)
 	s.mux.HandleFunc("GET /v1/members", s.membersList)
 	s.mux.HandleFunc("GET /v1/members/watch", s.membersWatch)
+	s.mux.HandleFunc("POST /v1/token", s.addToken)
+	s.mux.HandleFunc("POST /v1/revoke", s.revoke)
 	return s
 }
 
@@ -92,6 +95,16 @@ func codeOf(err error) string {
 		return CodeNotRoot
 	case errors.Is(err, context.Canceled):
 		return CodeCanceled
+	case errors.Is(err, transfer.ErrDenied):
+		return CodeDenied
+	case errors.Is(err, node.ErrRefused):
+		return CodeRefused
+	case errors.Is(err, node.ErrNotPublisher):
+		return CodeForbidden
+	case errors.Is(err, auth.ErrMalformed), errors.Is(err, auth.ErrBadSignature), errors.Is(err, auth.ErrExpired),
+		errors.Is(err, auth.ErrWrongPeer), errors.Is(err, auth.ErrWrongNetwork), errors.Is(err, auth.ErrUnknownIssuer),
+		errors.Is(err, auth.ErrRevoked), errors.Is(err, auth.ErrNoToken):
+		return CodeBadToken
 	}
 	return CodeInternal
 }
@@ -102,6 +115,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		Started: s.n.Started(), Uptime: time.Since(s.n.Started()),
 		Peers: len(s.n.Peers()), Shares: len(s.n.Shares()),
 		Fetches: s.n.Fetches(), DHTPeers: s.n.DHTPeers(), Reachable: s.n.Reachability(),
+		Access: s.n.Access(),
 	}
 	for _, a := range s.n.Addrs() {
 		st.Addrs = append(st.Addrs, a.String())
@@ -164,6 +178,43 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]string{"id": ai.ID.String()})
 }
 
+// addToken installs this node's token.
+func (s *Server) addToken(w http.ResponseWriter, r *http.Request) {
+	var req TokenRequest
+	if err := decode(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	t, err := auth.ParseToken(req.Token)
+	if err == nil {
+		err = s.n.SetToken(t)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	writeJSON(w, NewTokenInfo(t))
+}
+
+// revoke revokes a token network-wide (admins only).
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	var req TokenRequest
+	if err := decode(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	t, err := auth.ParseToken(req.Token)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if _, err := s.n.Revoke(r.Context(), t); err != nil {
+		writeError(w, http.StatusForbidden, err)
+		return
+	}
+	writeJSON(w, NewTokenInfo(t))
+}
+
 func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
 	dec.DisallowUnknownFields()
@@ -211,7 +262,7 @@ func (s *Server) share(w http.ResponseWriter, r *http.Request) {
 	}
 	st := newStream(w)
 	root, err := s.n.Share(r.Context(), req.Path, node.ShareOptions{
-		ChunkSize: req.ChunkSize, SHA256: req.SHA256,
+		ChunkSize: req.ChunkSize, SHA256: req.SHA256, Allow: req.Allow,
 		Progress: func(p manifest.BuildProgress) { st.send(Event{Type: "progress", Index: &p}) },
 	})
 	if err != nil {

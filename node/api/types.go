@@ -3,6 +3,8 @@ package api
 import (
 	"time"
 
+	"github.com/shoalnet/shoal/node"
+	"github.com/shoalnet/shoal/node/auth"
 	"github.com/shoalnet/shoal/transfer"
 	"github.com/shoalnet/shoal/transfer/manifest"
 )
@@ -25,6 +27,31 @@ type Status struct {
 	DHTPeers  int                 `json:"dht_peers"`
 	Members   map[string]int      `json:"members"` // count by state: alive, suspect, dead, left
 	Reachable string              `json:"reachability"`
+	Access    node.AccessStatus   `json:"access"`
+}
+
+// TokenRequest carries a token in its text form (shoaltok1_...).
+type TokenRequest struct {
+	Token string `json:"token"`
+}
+
+// TokenInfo describes a token.
+type TokenInfo struct {
+	ID      string    `json:"id"`
+	Network string    `json:"network"`
+	Role    string    `json:"role"`
+	Peer    string    `json:"peer"`
+	Issuer  string    `json:"issuer"`
+	Issued  time.Time `json:"issued"`
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// NewTokenInfo describes t.
+func NewTokenInfo(t auth.Token) TokenInfo {
+	return TokenInfo{
+		ID: t.ID().String(), Network: t.Network, Role: string(t.Role), Peer: t.Peer.String(),
+		Issuer: t.Issuer.String(), Issued: t.Issued, Expires: t.Expires,
+	}
 }
 
 // ShareRequest asks the daemon to share a path on its file system.
@@ -32,6 +59,8 @@ type ShareRequest struct {
 	Path      string `json:"path"` // absolute
 	ChunkSize int64  `json:"chunk_size,omitempty"`
 	SHA256    bool   `json:"sha256,omitempty"`
+	// Allow limits the share to these roles and peer IDs.
+	Allow []string `json:"allow,omitempty"`
 }
 
 // FetchRequest asks the daemon to fetch a root to a path on its file
@@ -76,4 +105,8 @@ const (
 	CodeNotRoot     = "not_root"
 	CodeCanceled    = "canceled"
 	CodeInternal    = "internal"
+	CodeDenied      = "denied"
+	CodeRefused     = "refused"
+	CodeForbidden   = "forbidden" // this peer's role does not allow it
+	CodeBadToken    = "bad_token"
 )
