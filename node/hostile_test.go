@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -177,5 +178,51 @@ func TestHostilePeersCutOff(t *testing.T) {
 	dst2 := filepath.Join(t.TempDir(), "again.bin")
 	if _, err := again.Fetch(context.Background(), root, dst2, FetchOptions{Peers: []peer.AddrInfo{seed.AddrInfo()}, NoDHT: true}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Fetches past Config.Transfer.MaxFetches wait for a slot, visibly.
+func TestFetchSlots(t *testing.T) {
+	seed := newTestNode(t, func(c *Config) { c.Transfer.UploadRate = 4 << 20 })
+	fetcher := newTestNode(t, func(c *Config) { c.Transfer.MaxFetches = 1 })
+	connect(t, fetcher, seed)
+	dir := t.TempDir()
+	var roots [2]cid.Cid
+	var srcs [2]string
+	for i := range roots {
+		srcs[i] = randomFile(t, dir, "f"+string(rune('a'+i)), 6<<20)
+		root, err := seed.Share(context.Background(), srcs[i], ShareOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots[i] = root
+	}
+	errs := make(chan error, 2)
+	out := t.TempDir()
+	for i := range roots {
+		go func() {
+			_, err := fetcher.Fetch(context.Background(), roots[i], filepath.Join(out, roots[i].String()), FetchOptions{Peers: []peer.AddrInfo{seed.AddrInfo()}, NoDHT: true})
+			errs <- err
+		}()
+	}
+	waitFor(t, 10*time.Second, "one fetch queued behind the other", func() bool {
+		fs := fetcher.Fetches()
+		queued, running := 0, 0
+		for _, f := range fs {
+			if f.Phase == "queued" {
+				queued++
+			} else {
+				running++
+			}
+		}
+		return queued == 1 && running == 1
+	})
+	for range roots {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range roots {
+		sameFile(t, srcs[i], filepath.Join(out, roots[i].String()))
 	}
 }

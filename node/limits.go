@@ -19,6 +19,7 @@ import (
 //	/shoal/xfer/1.0.0   16         1024   (one stream per root fetched)
 //	/shoal/swim/1.0.0   16         1024   (short probe exchanges)
 //	/shoal/sync/1.0.0   4          256    (anti-entropy pulls)
+//	/shoal/auth/1.0.0   2          256    (token exchange, once per connection)
 //
 // Everything else follows libp2p's defaults scaled to the machine's
 // memory and file descriptors. Transfer streams may use up to 256 MiB of
@@ -32,6 +33,7 @@ var protocolLimits = []struct {
 	{wire.ProtocolID, 16, 1024, 256 << 20},
 	{membership.ProtocolID, 16, 1024, 4 << 20},
 	{catalog.SyncProtocol, 4, 256, 32 << 20},
+	{AuthProtocol, 2, 256, 2 << 20},
 }
 
 // resourceManager is the libp2p resource manager with shoal's limits.

@@ -50,7 +50,7 @@ type FetchOptions struct {
 type Progress struct {
 	Root        cid.Cid        `json:"root"`
 	Name        string         `json:"name,omitempty"`
-	Phase       string         `json:"phase"` // "providers", "manifest", "fetching", "finishing", "done"
+	Phase       string         `json:"phase"` // "queued", "providers", "manifest", "fetching", "finishing", "done"
 	Bytes       int64          `json:"bytes"` // verified bytes held, resumed ones included
 	Total       int64          `json:"total"`
 	Chunks      int64          `json:"chunks"`
@@ -190,6 +190,23 @@ func (s *Service) Fetch(ctx context.Context, root cid.Cid, dst string, opts Fetc
 	stop := context.AfterFunc(s.ctx, cancel)
 	defer stop()
 	f.ctx = ctx
+	select {
+	case s.fetchSlots <- struct{}{}:
+	default:
+		// Every slot is taken: wait for one, and say so.
+		f.mu.Lock()
+		f.phase = "queued"
+		f.mu.Unlock()
+		select {
+		case s.fetchSlots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		f.mu.Lock()
+		f.phase = "providers"
+		f.mu.Unlock()
+	}
+	defer func() { <-s.fetchSlots }()
 	return f.run(ctx)
 }
 

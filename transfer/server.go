@@ -110,6 +110,12 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 	if open.Type != wire.TOpen {
 		return fmt.Errorf("%w: first message is %v, not open", wire.ErrProtocol, open.Type)
 	}
+	if n := s.uploads.Add(1); n > int64(s.cfg.MaxUploads) {
+		s.uploads.Add(-1)
+		_ = w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeBusy, Text: fmt.Sprintf("all %d upload slots are in use; try later", s.cfg.MaxUploads)}, nil)
+		return w.Flush()
+	}
+	defer s.uploads.Add(-1)
 	if s.cfg.Authorize != nil {
 		if err := s.cfg.Authorize(ctx, p, open.Root); err != nil {
 			s.denied.Add(1)

@@ -232,3 +232,27 @@ func TestServeStaleShare(t *testing.T) {
 		t.Fatalf("share not reported stale: %+v", shares)
 	}
 }
+
+func TestServeUploadSlots(t *testing.T) {
+	s := newPipeService(t)
+	s.cfg.MaxUploads = 1
+	_, rec, _ := shareFile(t, s, 1<<20)
+	r1, w1, _, _ := pipeClient(t, s)
+	send(t, w1, wire.Msg{Type: wire.TOpen, Root: rec.Root})
+	if msg, err := r1.Next(); err != nil || msg.Type != wire.THaveAll {
+		t.Fatalf("first open: %+v %v", msg, err)
+	}
+	// The only slot is taken: the next peer is told to come back later.
+	r2, w2, _, done2 := pipeClient(t, s)
+	send(t, w2, wire.Msg{Type: wire.TOpen, Root: rec.Root})
+	msg, err := r2.Next()
+	if err != nil || msg.Type != wire.TError || msg.Code != wire.CodeBusy {
+		t.Fatalf("second open: %+v %v", msg, err)
+	}
+	if err := <-done2; err != nil {
+		t.Fatalf("busy answer: %v", err)
+	}
+	if got := s.uploads.Load(); got != 1 {
+		t.Fatalf("%d uploads counted", got)
+	}
+}

@@ -57,6 +57,14 @@ type Config struct {
 	// StreamBuffer is the read and write buffer size per stream, bytes.
 	// Default 256 KiB.
 	StreamBuffer int
+	// MaxUploads caps the transfer streams this node serves at once, all
+	// peers together (each peer may hold up to 16, one per root, by the
+	// node's resource limits); past it new streams are answered Busy.
+	// Default 256.
+	MaxUploads int
+	// MaxFetches caps the fetches that run at once; more wait for a slot.
+	// Default 16.
+	MaxFetches int
 	// UploadRate caps the bytes per second this node sends to all peers
 	// together. Default 0: unlimited.
 	UploadRate int64
@@ -87,6 +95,8 @@ func DefaultConfig() Config {
 		CheckpointInterval: time.Second,
 		OpenTimeout:        15 * time.Second,
 		StreamBuffer:       256 << 10,
+		MaxUploads:         256,
+		MaxFetches:         16,
 		Logger:             slog.New(slog.DiscardHandler),
 	}
 }
@@ -117,6 +127,12 @@ func (c *Config) fill() {
 	if c.StreamBuffer <= 0 {
 		c.StreamBuffer = d.StreamBuffer
 	}
+	if c.MaxUploads <= 0 {
+		c.MaxUploads = d.MaxUploads
+	}
+	if c.MaxFetches <= 0 {
+		c.MaxFetches = d.MaxFetches
+	}
 	if c.Logger == nil {
 		c.Logger = d.Logger
 	}
@@ -143,7 +159,9 @@ type Service struct {
 	pools [bits.UintSize]sync.Pool // chunk buffers by log2 size
 	limit *rate.Limiter            // nil: unlimited upload
 
-	denied atomic.Int64 // streams refused by Config.Authorize
+	denied     atomic.Int64  // streams refused by Config.Authorize
+	uploads    atomic.Int64  // streams being served
+	fetchSlots chan struct{} // one token per running fetch
 }
 
 // Denied returns how many requests Config.Authorize refused.
@@ -159,7 +177,7 @@ func New(h host.Host, db *bolt.DB, cfg Config) (*Service, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
 		h: h, db: db, cfg: cfg, log: cfg.Logger,
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, fetchSlots: make(chan struct{}, cfg.MaxFetches),
 		sources: make(map[cid.Cid]*source),
 		active:  make(map[string]*fetch),
 		streams: make(map[network.Stream]struct{}),
