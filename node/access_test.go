@@ -183,6 +183,12 @@ func TestClosedNetwork(t *testing.T) {
 		if err := n.Connect(context.Background(), pub.AddrInfo()); err == nil || errors.Is(err, ErrRefused) {
 			t.Fatalf("%s: second connect was not refused at the handshake: %v", b.name, err)
 		}
+		// It is in nobody's member view.
+		for _, m := range pub.Members() {
+			if m.ID == n.ID() {
+				t.Fatalf("%s: refused peer is a member: %+v", b.name, m)
+			}
+		}
 		// And it cannot fetch anything.
 		_, err = n.Fetch(context.Background(), root, filepath.Join(t.TempDir(), "x"), FetchOptions{Peers: []peer.AddrInfo{pub.AddrInfo()}, NoDHT: true})
 		if err == nil {

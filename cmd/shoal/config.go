@@ -33,6 +33,8 @@ type fileConfig struct {
 	FindTimeout string   `toml:"find_timeout"`
 	Admins      []string `toml:"admins"`
 	APIListen   string   `toml:"api_listen"`
+	MaxUploads  int      `toml:"max_uploads"`
+	MaxFetches  int      `toml:"max_fetches"`
 }
 
 func defaultFileConfig(network string) fileConfig {
@@ -43,6 +45,8 @@ func defaultFileConfig(network string) fileConfig {
 		Admins:      []string{},
 		LogLevel:    "info",
 		FindTimeout: "30s",
+		MaxUploads:  node.DefaultConfig().Transfer.MaxUploads,
+		MaxFetches:  node.DefaultConfig().Transfer.MaxFetches,
 	}
 }
 
@@ -61,6 +65,9 @@ const configHeader = `# shoal daemon configuration. Flags given to "shoal daemon
 #               (shoal token issue / shoal token add)
 # api_listen    host:port of an extra HTTP API listener (dashboards, metrics);
 #               it requires the bearer token in <home>/api.token
+# max_uploads   transfer streams served at once, all peers together; past it
+#               peers are told "busy" and come back later
+# max_fetches   fetches run at once; more wait for a slot
 
 `
 
@@ -133,6 +140,15 @@ func (c fileConfig) nodeConfig(home string) (node.Config, error) {
 		return cfg, fmt.Errorf("upload_rate %d is negative", c.UploadRate)
 	}
 	cfg.Transfer.UploadRate = c.UploadRate
+	if c.MaxUploads < 0 || c.MaxFetches < 0 {
+		return cfg, fmt.Errorf("max_uploads and max_fetches must not be negative")
+	}
+	if c.MaxUploads > 0 {
+		cfg.Transfer.MaxUploads = c.MaxUploads
+	}
+	if c.MaxFetches > 0 {
+		cfg.Transfer.MaxFetches = c.MaxFetches
+	}
 	if c.FindTimeout != "" {
 		d, err := time.ParseDuration(c.FindTimeout)
 		if err != nil || d <= 0 {
