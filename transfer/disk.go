@@ -55,6 +55,7 @@ func (f *fetch) prepare(m *manifest.Manifest) error {
 	f.files = files
 	f.src = src
 	f.sched = newScheduler(n, bits)
+	f.sched.chunk = m.ChunkSize
 	f.resumed = f.sched.done
 	for i := int64(0); i < n; i++ {
 		if bits.Has(i) {
@@ -78,6 +79,7 @@ func (f *fetch) prepare(m *manifest.Manifest) error {
 	f.s.mu.Lock()
 	if old := f.s.sources[f.root]; old == nil {
 		f.s.sources[f.root] = src
+		f.s.sourceAddedLocked()
 	}
 	f.s.mu.Unlock()
 	if complete {

@@ -109,6 +109,7 @@ type fetch struct {
 	banned      map[peer.ID]bool
 	failures    []string
 	denied      map[peer.ID]error // providers that refused the root to us
+	pexAdded    int               // providers added by peer exchange
 	intakeDone  bool
 	sessionsWG  sync.WaitGroup
 	phase       string

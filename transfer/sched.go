@@ -1,6 +1,10 @@
 package transfer
 
-import "math/rand/v2"
+import (
+	"math"
+	"math/rand/v2"
+	"time"
+)
 
 // Chunk states in the scheduler.
 const (
@@ -31,6 +35,9 @@ type scheduler struct {
 	done    int64
 	owners  map[int64][]*session
 	rng     *rand.Rand
+	chunk   int64 // chunk size in bytes, for time estimates
+	now     func() time.Time
+	stolen  int64 // requests taken over from a slower peer
 }
 
 func newScheduler(n int64, have Bitfield) *scheduler {
@@ -41,6 +48,8 @@ func newScheduler(n int64, have Bitfield) *scheduler {
 		pos:    make([]int32, n),
 		owners: make(map[int64][]*session),
 		rng:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		chunk:  1 << 20,
+		now:    time.Now,
 	}
 	sc.buckets = [][]int64{make([]int64, 0, n)}
 	for i := int64(0); i < n; i++ {
@@ -117,16 +126,92 @@ func (sc *scheduler) next(s *session) int64 {
 	if sc.missing > 0 {
 		return -1
 	}
-	// Endgame: everything is asked for; ask s too for a chunk that only
-	// one peer is working on, and cancel the loser when one arrives.
+	return sc.steal(s)
+}
+
+// stealScan caps the chunks one steal looks at.
+const stealScan = 128
+
+// steal is the endgame: every chunk is asked for. s takes over a chunk
+// another peer is working on when, by the peers' measured rates and
+// queues, s would deliver it in less than half the time. If the slower
+// peer has not started on it (it waits behind others there), its request
+// is cancelled: work moves to the faster peer with no duplicate. If it
+// may be on the wire already, both are asked and the loser is cancelled
+// when one arrives. A peer whose rate is unknown takes nothing over; one
+// that stalls is handled by the fetch's request timeout.
+func (sc *scheduler) steal(s *session) int64 {
+	mine := s.eta(len(s.inflight), sc.chunk)
+	probe := mine < 0
+	if probe && len(s.inflight) > 0 {
+		return -1 // a peer not yet measured gets one chunk at a time
+	}
+	now := sc.now()
+	best, bestGain := int64(-1), time.Duration(0)
+	var bestPos int
+	seen := 0
 	for i, ow := range sc.owners {
-		if len(ow) >= maxEndgameOwners || len(ow) == 0 || !s.hasChunk(i) || ownedBy(ow, s) {
+		if seen >= stealScan {
+			break
+		}
+		if len(ow) != 1 || ow[0] == s || !s.hasChunk(i) {
 			continue
 		}
-		sc.owners[i] = append(ow, s)
-		return i
+		seen++
+		o := ow[0]
+		t, ok := o.inflight[i]
+		if !ok {
+			continue // arrived, being verified
+		}
+		pos := o.position(i)
+		theirs := o.eta(pos, sc.chunk)
+		mine := mine
+		if probe {
+			// Not measured yet: try it on a chunk deep in another's queue,
+			// as if it were as fast as that peer.
+			mine = o.eta(0, sc.chunk)
+			if mine < 0 {
+				mine = time.Second
+			}
+		}
+		if theirs < 0 {
+			// Nothing measured from that peer yet: only a request that has
+			// waited far longer than s needs counts as late.
+			if now.Sub(t) < 4*mine+time.Second || probe {
+				continue
+			}
+			theirs = time.Duration(math.MaxInt64 / 2)
+		}
+		last := t
+		if o.lastProg.After(last) {
+			last = o.lastProg
+		}
+		if pos == 0 && now.Sub(last) < 2*theirs {
+			// It may be on the wire already: ask a second peer only when
+			// that peer is late with it (nothing delivered for twice its
+			// usual time per chunk), not merely slow.
+			continue
+		}
+		if 2*mine < theirs && theirs-mine > bestGain {
+			best, bestGain, bestPos = i, theirs-mine, pos
+		}
 	}
-	return -1
+	if best < 0 {
+		return -1
+	}
+	o := sc.owners[best][0]
+	sc.stolen++
+	if bestPos > 0 {
+		// Still queued behind others at the slow peer: move it.
+		delete(o.inflight, best)
+		o.cancelled[best] = struct{}{}
+		o.cancels = append(o.cancels, best)
+		o.signal()
+		sc.owners[best] = []*session{s}
+		return best
+	}
+	sc.owners[best] = append(sc.owners[best], s)
+	return best
 }
 
 func ownedBy(ow []*session, s *session) bool {

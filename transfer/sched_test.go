@@ -6,7 +6,7 @@ import (
 )
 
 func testSession(all bool, n int64, have ...int64) *session {
-	s := &session{all: all, inflight: map[int64]time.Time{}}
+	s := &session{all: all, inflight: map[int64]time.Time{}, cancelled: map[int64]struct{}{}, kick: make(chan struct{}, 1)}
 	if !all {
 		s.have = NewBitfield(n)
 		for _, i := range have {
@@ -73,40 +73,96 @@ func TestSchedulerNoDuplicatesBeforeEndgame(t *testing.T) {
 	}
 }
 
-func TestSchedulerEndgameAndCancel(t *testing.T) {
+func TestSchedulerEndgameSteals(t *testing.T) {
 	const n = 4
 	sc := newScheduler(n, nil)
 	slow, fast := testSession(true, n), testSession(true, n)
-	for range n {
-		sc.next(slow)
+	slow.rate, fast.rate = 1<<20, 100<<20 // 1 and 100 MiB/s
+	t0 := time.Now()
+	for k := range n {
+		i := sc.next(slow)
+		slow.inflight[i] = t0.Add(time.Duration(k) * time.Millisecond)
 	}
-	// Everything is in flight with slow: fast gets duplicates, at most
-	// maxEndgameOwners per chunk.
-	dups := map[int64]bool{}
+	// A peer with nothing measured takes one chunk over, from deep in
+	// slow's queue (moved, not duplicated), and no more until measured.
+	unknown := testSession(true, n)
+	probe := sc.next(unknown)
+	if probe < 0 || len(sc.owners[probe]) != 1 {
+		t.Fatalf("probe chunk %d, owners %d", probe, len(sc.owners[probe]))
+	}
+	unknown.inflight[probe] = time.Now()
+	if i := sc.next(unknown); i >= 0 {
+		t.Fatalf("second chunk %d given to a peer of unknown rate", i)
+	}
+	sc.release(probe, unknown, false)
+	delete(unknown.inflight, probe)
+	// Back to slow, as the fetch would on the probe's failure.
+	sc.remove(probe)
+	sc.state[probe] = chunkAssigned
+	sc.owners[probe] = []*session{slow}
+	slow.inflight[probe] = t0.Add(time.Hour)
+	slow.cancels = nil
+	sc.stolen = 0
+	// fast takes over the chunks still queued at slow: they move (slow is
+	// told to cancel them), no duplicate. slow's head may be on the wire:
+	// it stays with slow while slow is on time.
+	slow.lastProg = time.Now()
+	var got []int64
 	for {
 		i := sc.next(fast)
 		if i < 0 {
 			break
 		}
-		if dups[i] {
-			t.Fatalf("chunk %d given to the same peer twice", i)
+		fast.inflight[i] = time.Now()
+		got = append(got, i)
+	}
+	if len(got) != n-1 || len(slow.cancels) != n-1 || sc.stolen != n-1 {
+		t.Fatalf("fast took %d chunks (want %d), cancels %d, stolen %d", len(got), n-1, len(slow.cancels), sc.stolen)
+	}
+	for _, i := range got {
+		if len(sc.owners[i]) != 1 {
+			t.Fatalf("chunk %d has %d owners", i, len(sc.owners[i]))
 		}
-		dups[i] = true
+		if _, still := slow.inflight[i]; still {
+			t.Fatalf("chunk %d moved but still in flight at slow", i)
+		}
 	}
-	if len(dups) != n {
-		t.Fatalf("endgame duplicated %d chunks, want %d", len(dups), n)
+	// slow falls silent: its head is late, and fast is asked too.
+	slow.lastProg = time.Now().Add(-time.Hour)
+	for i := range slow.inflight {
+		slow.inflight[i] = time.Now().Add(-time.Hour)
 	}
+	head := sc.next(fast)
+	if head < 0 || len(sc.owners[head]) != 2 {
+		t.Fatalf("late head: chunk %d", head)
+	}
+	got = append(got, head)
 	third := testSession(true, n)
-	if i := sc.next(third); i >= 0 {
-		t.Fatalf("chunk %d given to a third peer in the endgame", i)
+	third.rate = 1000 << 20
+	for range n {
+		if i := sc.next(third); i >= 0 && len(sc.owners[i]) > 2 {
+			t.Fatalf("chunk %d has %d owners", i, len(sc.owners[i]))
+		}
 	}
-	// fast delivers chunk 0: slow must be told to cancel it.
-	losers, first := sc.finish(0)
-	if !first || len(losers) != 2 {
+	losers, first := sc.finish(got[0])
+	if !first || len(losers) == 0 {
 		t.Fatalf("finish: first=%v owners=%d", first, len(losers))
 	}
-	if _, again := sc.finish(0); again {
+	if _, again := sc.finish(got[0]); again {
 		t.Fatal("a chunk finished twice")
+	}
+}
+
+// A peer that would not deliver clearly sooner takes nothing over: here
+// the last chunk is the head of a peer about as fast.
+func TestSchedulerNoStealFromEqualPeer(t *testing.T) {
+	const n = 1
+	sc := newScheduler(n, nil)
+	a, b := testSession(true, n), testSession(true, n)
+	a.rate, b.rate = 10<<20, 12<<20
+	a.inflight[sc.next(a)] = time.Now()
+	if i := sc.next(b); i >= 0 {
+		t.Fatalf("chunk %d stolen by a peer barely faster", i)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -131,7 +132,7 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 			}
 		}
 	}
-	src := s.source(open.Root)
+	src := s.awaitSource(ctx, open.Root, s.cfg.OpenTimeout/2)
 	if src == nil {
 		_ = w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeNotFound, Text: "root not held here: " + open.Root.String()}, nil)
 		return w.Flush()
@@ -142,6 +143,11 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 	}
 	have, sub := src.subscribe()
 	defer src.unsubscribe(sub)
+	s.pex.join(open.Root, p)
+	defer s.pex.leave(open.Root, p)
+	// A peer fetching a root this node fetches too will hold chunks of it:
+	// fetch from it as well.
+	s.addProviderToFetches(open.Root, p)
 	if have == nil {
 		if err := w.Write(&wire.Msg{Type: wire.THaveAll}, nil); err != nil {
 			return err
@@ -165,7 +171,7 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	werr := make(chan error, 1)
-	go func() { werr <- s.serveWriter(ctx, w, src, q, sub) }()
+	go func() { werr <- s.serveWriter(ctx, w, src, q, sub, p) }()
 
 	rerr := s.serveReader(r, src, q, w)
 	cancel()
@@ -208,10 +214,31 @@ func (s *Service) serveReader(r *wire.Reader, src *source, q *serveQueue, w *wir
 	}
 }
 
-func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, q *serveQueue, sub *haveSub) error {
+func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, q *serveQueue, sub *haveSub, p peer.ID) error {
 	var subNotify chan struct{}
 	if sub != nil {
 		subNotify = sub.notify
+	}
+	pexTick := time.NewTicker(pexInterval)
+	defer pexTick.Stop()
+	var pexSent uint64
+	pexFetches := -1
+	sendPeers := func() error {
+		v, nf := s.pex.version(src.root), s.fetchCount(src.root)
+		if v == pexSent && nf == pexFetches {
+			return nil
+		}
+		pexSent, pexFetches = v, nf
+		if peers := s.pexList(src.root, p); len(peers) > 0 {
+			if err := w.Write(&wire.Msg{Type: wire.TPeers, Peers: peers}, nil); err != nil {
+				return err
+			}
+			return w.Flush()
+		}
+		return nil
+	}
+	if err := sendPeers(); err != nil {
+		return err
 	}
 	for {
 		select {
@@ -219,6 +246,11 @@ func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, 
 			return nil
 		case <-q.notify:
 		case <-subNotify:
+		case <-pexTick.C:
+			if err := sendPeers(); err != nil {
+				return err
+			}
+			continue
 		}
 		if sub != nil {
 			for _, i := range sub.take() {
@@ -228,6 +260,14 @@ func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, 
 			}
 		}
 		for {
+			select {
+			case <-pexTick.C:
+				// A busy stream never idles: tell it about peers here.
+				if err := sendPeers(); err != nil {
+					return err
+				}
+			default:
+			}
 			req, ok := q.pop()
 			if !ok {
 				break

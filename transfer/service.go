@@ -97,7 +97,6 @@ func DefaultConfig() Config {
 		StreamBuffer:       256 << 10,
 		MaxUploads:         256,
 		MaxFetches:         16,
-		Logger:             slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -134,7 +133,7 @@ func (c *Config) fill() {
 		c.MaxFetches = d.MaxFetches
 	}
 	if c.Logger == nil {
-		c.Logger = d.Logger
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
@@ -159,6 +158,8 @@ type Service struct {
 	pools [bits.UintSize]sync.Pool // chunk buffers by log2 size
 	limit *rate.Limiter            // nil: unlimited upload
 
+	srcAdded   chan struct{} // closed when a source is added
+	pex        pexSet        // peers served per root (peer exchange)
 	denied     atomic.Int64  // streams refused by Config.Authorize
 	uploads    atomic.Int64  // streams being served
 	fetchSlots chan struct{} // one token per running fetch
@@ -321,6 +322,7 @@ func (s *Service) addShare(rec *ShareRecord, m *manifest.Manifest, blocks map[ci
 		return nil
 	}
 	s.sources[rec.Root] = src
+	s.sourceAddedLocked()
 	s.mu.Unlock()
 	if old != nil {
 		old.files.close()
@@ -534,6 +536,49 @@ func (s *Service) source(root cid.Cid) *source {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.sources[root]
+}
+
+// sourceAddedLocked wakes those waiting for a source (s.mu held).
+func (s *Service) sourceAddedLocked() {
+	if s.srcAdded != nil {
+		close(s.srcAdded)
+		s.srcAdded = nil
+	}
+}
+
+// awaitSource returns root's source, waiting up to max for it while a
+// fetch of root here is still getting its manifest: a peer that learned
+// of this fetch by peer exchange may ask before there is anything to
+// serve.
+func (s *Service) awaitSource(ctx context.Context, root cid.Cid, max time.Duration) *source {
+	t := time.NewTimer(max)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		src := s.sources[root]
+		fetching := false
+		for _, f := range s.active {
+			if f.root.Equals(root) {
+				fetching = true
+			}
+		}
+		if src != nil || !fetching {
+			s.mu.Unlock()
+			return src
+		}
+		if s.srcAdded == nil {
+			s.srcAdded = make(chan struct{})
+		}
+		ch := s.srcAdded
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-t.C:
+			return s.source(root)
+		case <-ctx.Done():
+			return nil
+		}
+	}
 }
 
 // track registers a stream so Close can reset it; it reports false when

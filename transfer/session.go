@@ -65,6 +65,66 @@ func deliver(ch chan blockResult, r blockResult) {
 	}
 }
 
+// measure updates s.rate with a chunk of n bytes that arrived at now,
+// asked for at asked (f.mu held): a moving average over intervals of at
+// least 200ms, the first estimate from the first chunk's round trip.
+func (s *session) measure(now, asked time.Time, n int64) {
+	if s.rate <= 0 {
+		if d := now.Sub(asked); d > 0 {
+			s.rate = float64(n) / d.Seconds()
+		}
+		s.rateAt, s.rateBytes = now, 0
+		return
+	}
+	s.rateBytes += n
+	d := now.Sub(s.rateAt)
+	if d < 200*time.Millisecond {
+		return
+	}
+	inst := float64(s.rateBytes) / d.Seconds()
+	s.rate = 0.7*s.rate + 0.3*inst
+	s.rateAt, s.rateBytes = now, 0
+}
+
+// windowQueue is how much work, in time at its measured rate, a peer's
+// window may hold: enough to keep a fast link busy across round trips,
+// little enough that a slow peer does not hoard chunks others could
+// deliver sooner.
+const windowQueue = 250 * time.Millisecond
+
+// windowLimit is the largest window s should have: its rate times
+// windowQueue, in chunks, between 4 and max (f.mu held).
+func (s *session) windowLimit(max int, chunk int64) int {
+	if s.rate <= 0 || chunk <= 0 {
+		return max
+	}
+	w := int(s.rate*windowQueue.Seconds()/float64(chunk)) + 1
+	return min(max, w+3)
+}
+
+// eta estimates how long s takes to deliver a chunk queued behind k
+// others, from its measured rate; -1 when nothing is measured yet (f.mu
+// held).
+func (s *session) eta(k int, chunk int64) time.Duration {
+	if s.rate <= 0 {
+		return -1
+	}
+	return time.Duration(float64(int64(k+1)*chunk) / s.rate * float64(time.Second))
+}
+
+// position returns how many of s's requests were made before chunk i's
+// (f.mu held).
+func (s *session) position(i int64) int {
+	t := s.inflight[i]
+	k := 0
+	for _, u := range s.inflight {
+		if u.Before(t) {
+			k++
+		}
+	}
+	return k
+}
+
 // hasChunk reports whether the provider holds chunk i (f.mu held).
 func (s *session) hasChunk(i int64) bool { return s.all || s.have.Has(i) }
 
@@ -152,8 +212,11 @@ func (s *session) sendLoop(ctx context.Context) {
 				}
 				if len(s.inflight) == 0 {
 					s.lastProg = now
+					// Idle time is not the peer's slowness.
+					s.rateAt, s.rateBytes = now, 0
 				}
-				s.inflight[i] = now
+				// Distinct times keep the order of the requests.
+				s.inflight[i] = now.Add(time.Duration(len(reqs)))
 				delete(s.cancelled, i)
 				reqs = append(reqs, i)
 			}
@@ -237,6 +300,8 @@ func (s *session) readLoop(ctx context.Context) error {
 			return err
 		}
 		switch m.Type {
+		case wire.TPeers:
+			f.onPeers(s.p, m.Peers)
 		case wire.TLimits:
 			if f.opts.OnLimits != nil {
 				if err := f.opts.OnLimits(s.p, m.Allow); err != nil {
@@ -296,6 +361,7 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 	}
 	now := time.Now()
 	if asked {
+		s.measure(now, s.inflight[i], int64(m.Length))
 		delete(s.inflight, i)
 		// Keep the chunk assigned while it is verified.
 		f.sched.release(i, s, true)
@@ -304,7 +370,9 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 	}
 	s.lastProg = now
 	s.stalls = 0
-	if s.window < f.s.cfg.MaxWindow && len(s.inflight)+1 >= s.window {
+	if limit := s.windowLimit(f.s.cfg.MaxWindow, f.m.ChunkSize); s.window > limit {
+		s.window = limit
+	} else if s.window < limit && len(s.inflight)+1 >= s.window {
 		s.window++ // window-limited: open it (doubles per round trip)
 	}
 	f.received += int64(m.Length)

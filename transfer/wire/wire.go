@@ -47,7 +47,24 @@ const (
 	TChunk      Type = 9  // Index, Length; payload follows
 	TError      Type = 10 // Code, About, Ref, Text
 	TLimits     Type = 11 // Allow
+	TPeers      Type = 12 // Peers
 )
+
+// Caps of a Peers message: peers, addresses per peer, bytes per peer ID
+// and per address.
+const (
+	MaxPeers     = 32
+	MaxPeerAddrs = 4
+	maxPeerID    = 64
+	maxAddr      = 128
+)
+
+// PeerAddrs is one peer of a Peers message: its ID and addresses, both in
+// their binary forms.
+type PeerAddrs struct {
+	ID    []byte
+	Addrs [][]byte
+}
 
 // MaxAllow caps the entries of a Limits message, and MaxAllowEntry the
 // bytes of one entry.
@@ -59,7 +76,7 @@ const (
 var typeNames = [...]string{
 	TOpen: "open", TGetBlock: "get-block", TRequest: "request", TCancel: "cancel",
 	THave: "have", THaveAll: "have-all", THaveUpdate: "have-update",
-	TBlock: "block", TChunk: "chunk", TError: "error", TLimits: "limits",
+	TBlock: "block", TChunk: "chunk", TError: "error", TLimits: "limits", TPeers: "peers",
 }
 
 func (t Type) String() string {
@@ -125,6 +142,9 @@ type Msg struct {
 	// (Limits): the serving side tells the fetching side, which enforces
 	// it when it serves the share in turn.
 	Allow []string
+	// Peers are other peers fetching or holding the same root (Peers):
+	// peer exchange, so that fetchers find each other and trade chunks.
+	Peers []PeerAddrs
 }
 
 // ErrProtocol is wrapped by every decoding error: the peer broke the
@@ -192,6 +212,24 @@ func Append(dst []byte, m *Msg) ([]byte, error) {
 				return dst, fmt.Errorf("wire: bad limits entry %q", a)
 			}
 			b = appendBytes(b, []byte(a))
+		}
+	case TPeers:
+		if len(m.Peers) > MaxPeers {
+			return dst, fmt.Errorf("wire: peers of %d entries exceeds %d", len(m.Peers), MaxPeers)
+		}
+		b = binary.AppendUvarint(b, uint64(len(m.Peers)))
+		for _, p := range m.Peers {
+			if len(p.ID) == 0 || len(p.ID) > maxPeerID || len(p.Addrs) > MaxPeerAddrs {
+				return dst, errors.New("wire: bad peers entry")
+			}
+			b = appendBytes(b, p.ID)
+			b = binary.AppendUvarint(b, uint64(len(p.Addrs)))
+			for _, a := range p.Addrs {
+				if len(a) > maxAddr {
+					return dst, errors.New("wire: address too long")
+				}
+				b = appendBytes(b, a)
+			}
 		}
 	default:
 		return dst, fmt.Errorf("wire: cannot encode %v", m.Type)
@@ -271,6 +309,26 @@ func Decode(body []byte) (Msg, error) {
 				d.fail("bad limits entry")
 			}
 			m.Allow = append(m.Allow, string(a))
+		}
+	case TPeers:
+		k := d.uvarint()
+		if d.err == nil && k > MaxPeers {
+			d.fail("peers of %d entries", k)
+		}
+		for i := uint64(0); d.err == nil && i < k; i++ {
+			var p PeerAddrs
+			p.ID = d.bytes(maxPeerID)
+			if d.err == nil && len(p.ID) == 0 {
+				d.fail("empty peer ID")
+			}
+			na := d.uvarint()
+			if d.err == nil && na > MaxPeerAddrs {
+				d.fail("%d addresses for one peer", na)
+			}
+			for j := uint64(0); d.err == nil && j < na; j++ {
+				p.Addrs = append(p.Addrs, d.bytes(maxAddr))
+			}
+			m.Peers = append(m.Peers, p)
 		}
 	default:
 		return Msg{}, protoErr("unknown message type %d", body[0])

@@ -36,6 +36,7 @@ func sampleMsgs(t testing.TB) []Msg {
 		{Type: TChunk, Index: 12, Length: 3},
 		{Type: TError, Code: CodeDenied, About: AboutChunk, Ref: 12, Text: "share is limited to readers"},
 		{Type: TLimits, Allow: []string{"reader", "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo"}},
+		{Type: TPeers, Peers: []PeerAddrs{{ID: []byte{0, 36, 8, 1}, Addrs: [][]byte{{4, 127, 0, 0, 1, 6, 0x10, 0x0e}}}, {ID: []byte{1}}}},
 	}
 }
 
