@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -68,4 +69,43 @@ func TestFetchersTradeChunks(t *testing.T) {
 		t.Errorf("the seed uploaded %d MiB for two copies of %d MiB", fromSeed>>20, size>>20)
 	}
 	t.Logf("seed uploaded %d MiB for two copies of %d MiB", fromSeed>>20, size>>20)
+}
+
+// A provider whose connection breaks mid-fetch (as a reset under load
+// does) is dialled again, and the fetch completes from it.
+func TestProviderRedialedAfterReset(t *testing.T) {
+	seed := newTestNode(t, func(c *Config) { c.Transfer.UploadRate = 8 << 20 })
+	fetcher := newTestNode(t)
+	connect(t, fetcher, seed)
+	src := randomFile(t, t.TempDir(), "f.bin", 16<<20)
+	root, err := seed.Share(context.Background(), src, ShareOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := make(chan struct{})
+	var once sync.Once
+	dst := filepath.Join(t.TempDir(), "f.bin")
+	res, err := fetcher.Fetch(context.Background(), root, dst, FetchOptions{
+		Peers: []peer.AddrInfo{seed.AddrInfo()}, NoDHT: true, noCatalog: true,
+		Progress: func(p transfer.Progress) {
+			if p.Bytes >= 4<<20 {
+				once.Do(func() {
+					seed.Host().Network().ClosePeer(fetcher.ID())
+					close(cut)
+				})
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-cut:
+	default:
+		t.Fatal("the connection was never cut")
+	}
+	sameFile(t, src, dst)
+	if len(res.Progress.Peers) != 1 || res.Progress.Peers[0].Bytes != 16<<20 {
+		t.Fatalf("per-peer figures: %+v", res.Progress.Peers)
+	}
 }

@@ -110,6 +110,9 @@ type fetch struct {
 	failures    []string
 	denied      map[peer.ID]error // providers that refused the root to us
 	pexAdded    int               // providers added by peer exchange
+	retrying    int               // providers to be dialled again soon
+	bg          sync.WaitGroup    // retry timers
+	ending      chan struct{}     // closed when run returns
 	intakeDone  bool
 	sessionsWG  sync.WaitGroup
 	phase       string
@@ -176,6 +179,7 @@ func (s *Service) Fetch(ctx context.Context, root cid.Cid, dst string, opts Fetc
 		banned:   make(map[peer.ID]bool),
 		phase:    "providers",
 		started:  time.Now(),
+		ending:   make(chan struct{}),
 	}
 	s.active[key] = f
 	s.wg.Add(1)
@@ -216,6 +220,8 @@ func (f *fetch) run(ctx context.Context) (res *Result, err error) {
 	var bg sync.WaitGroup
 	defer func() {
 		cancel()
+		close(f.ending)
+		f.bg.Wait()
 		f.stopSessions()
 		bg.Wait()
 		if f.files != nil && err != nil {
@@ -341,7 +347,7 @@ func (f *fetch) addPeer(ctx context.Context, p peer.ID) {
 	s := &session{
 		f: f, p: p, kick: make(chan struct{}, 1),
 		inflight:  make(map[int64]time.Time),
-		cancelled: make(map[int64]struct{}),
+		cancelled: make(map[int64]int),
 		blockWait: make(map[uint64]chan blockResult),
 		window:    f.s.cfg.InitialWindow,
 	}
@@ -424,14 +430,56 @@ func (f *fetch) dropLocked(s *session, err error, ban bool) {
 		for _, o := range f.sessions {
 			o.signal()
 		}
+		f.retryLater(s, err, ban)
 		f.checkStarved()
 	}
+}
+
+// errPeerGone: membership declared the provider dead or gone.
+var errPeerGone = errors.New("peer left or failed (membership)")
+
+// retryLater dials again, after a pause, a provider that delivered
+// chunks before its stream or connection broke (a reset under load, a
+// stall): it is likely still there and still has them (f.mu held).
+func (f *fetch) retryLater(s *session, err error, ban bool) {
+	if ban || s.chunks == 0 || f.attempts[s.p] >= maxAttempts || f.ctx == nil ||
+		errors.Is(err, ErrDenied) || errors.Is(err, errPeerGone) {
+		return
+	}
+	f.retrying++
+	delay := time.Duration(f.attempts[s.p]) * time.Second
+	p := s.p
+	f.bg.Add(1)
+	go func() {
+		defer f.bg.Done()
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-f.ctx.Done():
+		case <-f.ending:
+		}
+		f.mu.Lock()
+		f.retrying--
+		f.mu.Unlock()
+		select {
+		case <-f.ending:
+			return
+		default:
+		}
+		if f.ctx.Err() == nil {
+			f.addPeer(f.ctx, p)
+		}
+		f.mu.Lock()
+		f.checkStarved()
+		f.mu.Unlock()
+	}()
 }
 
 // checkStarved fails the fetch when no provider is left and none can come
 // (f.mu held).
 func (f *fetch) checkStarved() {
-	if f.stopping || !f.intakeDone || len(f.sessions) > 0 {
+	if f.stopping || !f.intakeDone || len(f.sessions) > 0 || f.retrying > 0 {
 		return
 	}
 	if f.sched != nil && f.sched.complete() {
@@ -753,13 +801,14 @@ func (f *fetch) accept(a arrival) {
 	st.Bytes += int64(len(data))
 	st.Chunks++
 	a.s.bytes += int64(len(data))
+	a.s.chunks++
 	for _, o := range losers {
 		if o == a.s {
 			continue
 		}
 		if _, ok := o.inflight[a.i]; ok {
 			delete(o.inflight, a.i)
-			o.cancelled[a.i] = struct{}{}
+			o.cancelled[a.i]++
 			o.cancels = append(o.cancels, a.i)
 			o.signal()
 		}
@@ -819,7 +868,7 @@ func (f *fetch) reclaimStalled(now time.Time) {
 		s.stalls++
 		for i := range s.inflight {
 			f.sched.release(i, s, false)
-			s.cancelled[i] = struct{}{}
+			s.cancelled[i]++
 			s.cancels = append(s.cancels, i)
 		}
 		clear(s.inflight)

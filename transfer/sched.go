@@ -204,7 +204,7 @@ func (sc *scheduler) steal(s *session) int64 {
 	if bestPos > 0 {
 		// Still queued behind others at the slow peer: move it.
 		delete(o.inflight, best)
-		o.cancelled[best] = struct{}{}
+		o.cancelled[best]++
 		o.cancels = append(o.cancels, best)
 		o.signal()
 		sc.owners[best] = []*session{s}

@@ -6,7 +6,7 @@ import (
 )
 
 func testSession(all bool, n int64, have ...int64) *session {
-	s := &session{all: all, inflight: map[int64]time.Time{}, cancelled: map[int64]struct{}{}, kick: make(chan struct{}, 1)}
+	s := &session{all: all, inflight: map[int64]time.Time{}, cancelled: map[int64]int{}, kick: make(chan struct{}, 1)}
 	if !all {
 		s.have = NewBitfield(n)
 		for _, i := range have {

@@ -650,7 +650,7 @@ func (s *Service) PeerGone(p peer.ID) {
 	for _, f := range fs {
 		f.mu.Lock()
 		if sess := f.sessions[p]; sess != nil {
-			f.dropLocked(sess, errors.New("peer left or failed (membership)"), false)
+			f.dropLocked(sess, errPeerGone, false)
 		}
 		f.mu.Unlock()
 	}

@@ -36,7 +36,7 @@ type session struct {
 	stash     []wire.Msg // haves received before the manifest was known
 	stashed   int
 	inflight  map[int64]time.Time
-	cancelled map[int64]struct{} // requests cancelled, whose chunk may still arrive
+	cancelled map[int64]int // requests cancelled per chunk, whose answers may still arrive
 	cancels   []int64            // cancels to send
 	window    int
 	lastProg  time.Time // last arrival, or when the in-flight set last became non-empty
@@ -217,7 +217,6 @@ func (s *session) sendLoop(ctx context.Context) {
 				}
 				// Distinct times keep the order of the requests.
 				s.inflight[i] = now.Add(time.Duration(len(reqs)))
-				delete(s.cancelled, i)
 				reqs = append(reqs, i)
 			}
 		}
@@ -350,7 +349,7 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 	}
 	i := int64(m.Index)
 	_, asked := s.inflight[i]
-	_, wasCancelled := s.cancelled[i]
+	wasCancelled := s.cancelled[i] > 0
 	if !asked && !wasCancelled {
 		f.mu.Unlock()
 		return fmt.Errorf("%w: chunk %d not requested", wire.ErrProtocol, i)
@@ -365,7 +364,7 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 		delete(s.inflight, i)
 		// Keep the chunk assigned while it is verified.
 		f.sched.release(i, s, true)
-	} else {
+	} else if s.cancelled[i]--; s.cancelled[i] == 0 {
 		delete(s.cancelled, i)
 	}
 	s.lastProg = now
