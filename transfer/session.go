@@ -37,7 +37,7 @@ type session struct {
 	stashed   int
 	inflight  map[int64]time.Time
 	cancelled map[int64]int // requests cancelled per chunk, whose answers may still arrive
-	cancels   []int64            // cancels to send
+	cancels   []int64       // cancels to send
 	window    int
 	lastProg  time.Time // last arrival, or when the in-flight set last became non-empty
 	stalls    int
