@@ -89,6 +89,8 @@ func testbedCmd(ctx context.Context, scenario string, args []string, out io.Writ
 	prefix := fs.String("prefix", "shb", "name prefix of the namespaces (and of the work directory)")
 	shoalBin := fs.String("shoal", "", "shoal binary to run (default: go build ./cmd/shoal into the work directory)")
 	logLevel := fs.String("log-level", "warn", "the daemons' log level")
+	progress := fs.Duration("progress", 0, "print a summary of the fetches' progress this often (e.g. 5s); 0: never")
+	keepLogs := fs.String("keep-logs", "", "copy every daemon's log to DIR/n<N>-run<R>/<host>-daemon.log (kept after the run)")
 	readyTimeout := fs.Duration("ready-timeout", 2*time.Minute, "give up when a daemon does not answer, or a peer does not see the seeders, within this")
 	fetchTimeout := fs.Duration("fetch-timeout", 30*time.Minute, "give up when the downloads of one phase take longer than this")
 	fs.Usage = func() {
@@ -125,7 +127,7 @@ func testbedCmd(ctx context.Context, scenario string, args []string, out io.Writ
 		Scenario: scenario, Ns: counts, Seeders: *seeders, Size: size.n,
 		SeedUp: seedUp.bps, SeedDown: seedDown.bps, PeerUp: up.bps, PeerDown: down.bps,
 		Runs: *runs, Warmup: *warmup, HTTP: *httpBase, FetchCLI: *fetchCLI,
-		Dir: *dir, JSON: *jsonPath, PNG: *pngPath, Prefix: *prefix, Shoal: *shoalBin, LogLevel: *logLevel,
+		Dir: *dir, JSON: *jsonPath, PNG: *pngPath, Prefix: *prefix, Shoal: *shoalBin, LogLevel: *logLevel, KeepLogs: *keepLogs, Progress: *progress,
 		ReadyTimeout: *readyTimeout, FetchTimeout: *fetchTimeout, Args: repro, Out: out,
 	})
 	return err

@@ -51,6 +51,8 @@ type testbedOptions struct {
 	Prefix       string
 	Shoal        string // shoal binary; "" builds ./cmd/shoal
 	LogLevel     string
+	KeepLogs     string // copy the daemons' and HTTP processes' logs here
+	Progress     time.Duration // print the fetches' progress this often; 0: never
 	ReadyTimeout time.Duration
 	FetchTimeout time.Duration
 	Args         []string
@@ -388,6 +390,9 @@ func (e *tbEnv) shoalPhase(ctx context.Context, run *TestbedRun, runDir string, 
 			return nil, err
 		}
 		cs.push("remove "+dir, func() error { return os.RemoveAll(dir) })
+		cs.push("keep the log of "+h.Name, func() error {
+			return e.keepLog(filepath.Join(dir, "daemon.log"), run, h.Name+"-daemon.log")
+		})
 		d, err := startDaemon(ctx, e.bin, h, dir, bootstrap, o.LogLevel)
 		if err != nil {
 			return nil, err
@@ -465,6 +470,7 @@ func (e *tbEnv) shoalPhase(ctx context.Context, run *TestbedRun, runDir string, 
 	var wg sync.WaitGroup
 	begin := make(chan struct{})
 	var tStart time.Time
+	live := newLiveProgress(len(peerDs), names, seedIDs)
 	for i, d := range peerDs {
 		dst := filepath.Join(runDir, d.host.Name, "shoal", "out.bin")
 		wg.Go(func() {
@@ -476,6 +482,7 @@ func (e *tbEnv) shoalPhase(ctx context.Context, run *TestbedRun, runDir string, 
 			} else {
 				var last float64 = -1
 				p, err := d.fetchAPI(fctx, root, dst, func(p transfer.Progress) {
+					live.set(i, p)
 					t := time.Since(tStart).Seconds()
 					if t-last >= 1 {
 						last = t
@@ -498,7 +505,12 @@ func (e *tbEnv) shoalPhase(ctx context.Context, run *TestbedRun, runDir string, 
 	}
 	tStart = time.Now()
 	close(begin)
+	stopLive := func() {}
+	if o.Progress > 0 && !o.FetchCLI {
+		stopLive = live.print(o.Out, o.Progress, tStart)
+	}
 	wg.Wait()
+	stopLive()
 	if stopMem != nil {
 		stopMem()
 	}
@@ -517,6 +529,89 @@ func (e *tbEnv) shoalPhase(ctx context.Context, run *TestbedRun, runDir string, 
 	}
 	run.Shoal = summarise(comps)
 	return nil
+}
+
+// liveProgress holds the latest progress report of every fetch, for
+// --progress.
+type liveProgress struct {
+	mu      sync.Mutex
+	latest  []transfer.Progress
+	names   sourceNames
+	seedIDs []string
+}
+
+func newLiveProgress(n int, names sourceNames, seedIDs []string) *liveProgress {
+	return &liveProgress{latest: make([]transfer.Progress, n), names: names, seedIDs: seedIDs}
+}
+
+func (l *liveProgress) set(i int, p transfer.Progress) {
+	l.mu.Lock()
+	l.latest[i] = p
+	l.mu.Unlock()
+}
+
+// print prints a summary line every interval until the returned function
+// is called.
+func (l *liveProgress) print(w io.Writer, interval time.Duration, t0 time.Time) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			l.mu.Lock()
+			var total, fromPeers, minB, maxB, dups int64
+			var inflight, sources, dropped int
+			minB = -1
+			for _, p := range l.latest {
+				total += p.Bytes
+				dups += p.Duplicates
+				_, fp := splitSources(p, l.names, l.seedIDs)
+				fromPeers += fp
+				if minB < 0 || p.Bytes < minB {
+					minB = p.Bytes
+				}
+				maxB = max(maxB, p.Bytes)
+				for _, pp := range p.Peers {
+					inflight += pp.Inflight
+					if pp.Active {
+						sources++
+					}
+					if pp.Error != "" {
+						dropped++
+					}
+				}
+			}
+			l.mu.Unlock()
+			fmt.Fprintf(w, "  %6.1fs: %d fetches hold %.0f MB (each %.1f to %.1f MB), %.0f MB of it from peers; %d active sources, %d requests in flight, %d dropped, %d duplicate chunks\n",
+				time.Since(t0).Seconds(), len(l.latest), float64(total)/1e6, float64(minB)/1e6, float64(maxB)/1e6, float64(fromPeers)/1e6, sources, inflight, dropped, dups)
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// keepLog copies a log to --keep-logs/n<N>-<run>/name, if set.
+func (e *tbEnv) keepLog(path string, run *TestbedRun, name string) error {
+	if e.o.KeepLogs == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(e.o.KeepLogs, fmt.Sprintf("n%d-%s", run.N, runName(run.Run)))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, name), data, 0o644)
 }
 
 // fill records the final progress of a fetch.
