@@ -30,6 +30,9 @@ func (res *TestbedResult) plot(path string, o testbedOptions) error {
 		p.Y.Label.Text = "time until the last peer completes (s)"
 		var shoal, med, bound, http plotter.XYs
 		for _, m := range res.Medians {
+			if m.ShoalLast == 0 {
+				continue // every run at this N failed
+			}
 			n := float64(m.N)
 			shoal = append(shoal, plotter.XY{X: n, Y: m.ShoalLast})
 			med = append(med, plotter.XY{X: n, Y: m.ShoalMedian})
@@ -51,6 +54,9 @@ func (res *TestbedResult) plot(path string, o testbedOptions) error {
 		// keeps shoal's curves readable beside it.
 		var tmax float64
 		for _, r := range res.Runs {
+			if r.Shoal == nil {
+				continue
+			}
 			tmax = max(tmax, r.Shoal.LastSeconds)
 			if r.HTTP != nil {
 				tmax = max(tmax, r.HTTP.LastSeconds)
@@ -62,6 +68,9 @@ func (res *TestbedResult) plot(path string, o testbedOptions) error {
 			p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 		}
 		for _, r := range res.Runs {
+			if r.Shoal == nil {
+				continue
+			}
 			args = append(args, fmt.Sprintf("shoal, run %d", r.Run), doneCurve(r.Shoal))
 			if r.HTTP != nil {
 				args = append(args, fmt.Sprintf("HTTP, run %d", r.Run), doneCurve(r.HTTP))

@@ -85,6 +85,21 @@ func (r *TestbedRun) printLine(w io.Writer, o testbedOptions) {
 	tw.Flush()
 }
 
+// printFailed prints a run whose fetches partly failed.
+func (r *TestbedRun) printFailed(w io.Writer) {
+	fmt.Fprintf(w, "N=%d %s: FAILED (not counted): %s\n", r.N, runLabel(r.Run), r.Error)
+	if r.Shoal == nil {
+		return
+	}
+	for _, c := range r.Shoal.Completions {
+		if c.Error != "" {
+			fmt.Fprintf(w, "  %s failed after %.1fs: %s\n", c.Host, c.Seconds, c.Error)
+		} else {
+			fmt.Fprintf(w, "  %s completed at %.1fs (%.1f MB from the seed, %.1f MB from peers)\n", c.Host, c.Seconds, float64(c.FromSeeders)/1e6, float64(c.FromPeers)/1e6)
+		}
+	}
+}
+
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 func (res *TestbedResult) printTable(w io.Writer, o testbedOptions) {

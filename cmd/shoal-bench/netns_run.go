@@ -51,7 +51,7 @@ type testbedOptions struct {
 	Prefix       string
 	Shoal        string // shoal binary; "" builds ./cmd/shoal
 	LogLevel     string
-	KeepLogs     string // copy the daemons' and HTTP processes' logs here
+	KeepLogs     string        // copy the daemons' and HTTP processes' logs here
 	Progress     time.Duration // print the fetches' progress this often; 0: never
 	ReadyTimeout time.Duration
 	FetchTimeout time.Duration
@@ -74,7 +74,15 @@ type Completion struct {
 	BySource      map[string]int64  `json:"bytes_by_source,omitempty"`
 	Dropped       map[string]string `json:"dropped_sources,omitempty"`
 	Timeline      []TimelinePoint   `json:"timeline,omitempty"`
+	Error         string            `json:"error,omitempty"` // the fetch failed
 }
+
+// fetchFailed: some fetches of a run failed; the others completed, and
+// the run is recorded with its error.
+type fetchFailed struct{ err error }
+
+func (f *fetchFailed) Error() string { return f.err.Error() }
+func (f *fetchFailed) Unwrap() error { return f.err }
 
 // TimelinePoint samples a fetch's progress, about once a second.
 type TimelinePoint struct {
@@ -104,6 +112,7 @@ type TestbedRun struct {
 	N            int       `json:"n"`
 	Run          int       `json:"run"`
 	Order        string    `json:"order"`
+	Error        string    `json:"error,omitempty"` // the run failed; not in the medians
 	BoundSeconds float64   `json:"bound_seconds"`
 	ShareSeconds float64   `json:"share_seconds"` // the first seeder's `shoal share` (untimed)
 	ReadySeconds float64   `json:"ready_seconds"` // from the share until every peer sees the seeders
@@ -240,9 +249,22 @@ func runTestbed(ctx context.Context, o testbedOptions) (res *TestbedResult, err 
 	}
 	res.SourceHash = hex.EncodeToString(env.sum[:])
 
+	var failed []error
 	for _, n := range o.Ns {
 		for r := 1 - o.Warmup; r <= o.Runs; r++ {
 			run, err := env.runOnce(ctx, n, r)
+			if err != nil && run != nil {
+				// Some fetches failed and the others completed: keep the
+				// run, out of the medians, and go on.
+				err = fmt.Errorf("N=%d, %s: %w", n, runLabel(r), err)
+				failed = append(failed, err)
+				run.Error = err.Error()
+				run.printFailed(o.Out)
+				if r >= 1 {
+					res.Runs = append(res.Runs, *run)
+				}
+				continue
+			}
 			if err != nil {
 				return nil, fmt.Errorf("N=%d, %s: %w", n, runLabel(r), ctxErr(ctx, err))
 			}
@@ -263,6 +285,9 @@ func runTestbed(ctx context.Context, o testbedOptions) (res *TestbedResult, err 
 		if err := res.plot(o.PNG, o); err != nil {
 			return nil, fmt.Errorf("write plot: %w", err)
 		}
+	}
+	if len(failed) > 0 {
+		return res, fmt.Errorf("%d run(s) had failed fetches:\n%w", len(failed), errors.Join(failed...))
 	}
 	return res, nil
 }
@@ -334,6 +359,10 @@ func (e *tbEnv) runOnce(ctx context.Context, n, r int) (run *TestbedRun, err err
 		switch ph {
 		case phShoal:
 			if err := e.shoalPhase(ctx, run, runDir, seeders, peers); err != nil {
+				var ff *fetchFailed
+				if errors.As(err, &ff) && ctx.Err() == nil {
+					return run, fmt.Errorf("shoal: %w", err)
+				}
 				return nil, fmt.Errorf("shoal: %w", err)
 			}
 		case phHTTP:
@@ -498,7 +527,9 @@ func (e *tbEnv) shoalPhase(ctx context.Context, run *TestbedRun, runDir string, 
 				}
 			}
 			if errs[i] != nil {
-				cancel() // one failure fails the run: stop the others
+				// The others go on: their completions show what the
+				// failure cost. The run is recorded as failed.
+				c.Error = errs[i].Error()
 			}
 			comps[i] = c
 		})
@@ -515,7 +546,8 @@ func (e *tbEnv) shoalPhase(ctx context.Context, run *TestbedRun, runDir string, 
 		stopMem()
 	}
 	if err := errors.Join(errs...); err != nil {
-		return err
+		run.Shoal = summarise(comps)
+		return &fetchFailed{err}
 	}
 	if o.Scenario == scMemory {
 		end, err := readMemStatus(peerDs[0].proc.pid())
@@ -795,7 +827,7 @@ func medianOf(runs []TestbedRun, n int) TestbedMedian {
 	m := TestbedMedian{N: n}
 	var bound, last, med, httpLast, lob, mob, sp, fp, tp, cr, hwm []float64
 	for _, r := range runs {
-		if r.N != n {
+		if r.N != n || r.Error != "" {
 			continue
 		}
 		bound = append(bound, r.BoundSeconds)
