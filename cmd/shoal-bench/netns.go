@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -214,6 +215,22 @@ func killNamespace(ns string) {
 		}
 		time.Sleep(50 * time.Millisecond) // polling the kernel, not synchronising goroutines
 	}
+}
+
+// lockPrefix takes an exclusive lock for prefix, so that a second run with
+// the same prefix fails at once instead of removing the first one's
+// namespaces as leftovers. The lock goes when the process ends.
+func lockPrefix(prefix string) (unlock func(), err error) {
+	path := filepath.Join(os.TempDir(), "shoal-bench-"+prefix+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another shoal-bench runs with --prefix %s (it holds %s): wait for it, or use another --prefix", prefix, path)
+	}
+	return func() { os.Remove(path); f.Close() }, nil
 }
 
 // newTestbed creates the bridge namespace and one namespace per host.

@@ -203,6 +203,13 @@ func runTestbed(ctx context.Context, o testbedOptions) (res *TestbedResult, err 
 	res.Shaping = shapingNote(o)
 	res.print(o.Out, o)
 
+	// One run per prefix at a time: the clean-up of leftovers below would
+	// otherwise tear down a running one.
+	unlock, err := lockPrefix(o.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	// What a crashed run with this prefix left behind goes first.
 	if left, _ := prefixNamespaces(o.Prefix); len(left) > 0 {
 		fmt.Fprintf(o.Out, "removing %d namespace(s) left by an earlier run: %s\n", len(left), strings.Join(left, " "))
