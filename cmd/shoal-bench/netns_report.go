@@ -88,6 +88,9 @@ func (r *TestbedRun) printLine(w io.Writer, o testbedOptions) {
 // printFailed prints a run whose fetches partly failed.
 func (r *TestbedRun) printFailed(w io.Writer) {
 	fmt.Fprintf(w, "N=%d %s: FAILED (not counted): %s\n", r.N, runLabel(r.Run), r.Error)
+	if r.HTTP != nil {
+		fmt.Fprintf(w, "  HTTP baseline: first %.1fs, median %.1fs, last %.1fs\n", r.HTTP.FirstSeconds, r.HTTP.MedianSeconds, r.HTTP.LastSeconds)
+	}
 	if r.Shoal == nil {
 		return
 	}

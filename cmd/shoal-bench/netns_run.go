@@ -362,15 +362,18 @@ func (e *tbEnv) runOnce(ctx context.Context, n, r int) (run *TestbedRun, err err
 	k := mod(r-1, len(phases))
 	phases = append(phases[k:], phases[:k]...)
 	run.Order = strings.Join(phases, ",")
+	var shoalErr error
 	for _, ph := range phases {
 		switch ph {
 		case phShoal:
 			if err := e.shoalPhase(ctx, run, runDir, seeders, peers); err != nil {
 				var ff *fetchFailed
-				if errors.As(err, &ff) && ctx.Err() == nil {
-					return run, fmt.Errorf("shoal: %w", err)
+				if !errors.As(err, &ff) || ctx.Err() != nil {
+					return nil, fmt.Errorf("shoal: %w", err)
 				}
-				return nil, fmt.Errorf("shoal: %w", err)
+				// Some fetches failed: the baseline still runs, and the
+				// run is returned with the error.
+				shoalErr = fmt.Errorf("shoal: %w", err)
 			}
 		case phHTTP:
 			pr, err := e.httpPhase(ctx, runDir, seeders[0], peers)
@@ -379,6 +382,9 @@ func (e *tbEnv) runOnce(ctx context.Context, n, r int) (run *TestbedRun, err err
 			}
 			run.HTTP = pr
 		}
+	}
+	if shoalErr != nil {
+		return run, shoalErr
 	}
 	s := run.Shoal
 	if run.BoundSeconds > 0 {
