@@ -134,6 +134,10 @@ func (res *TestbedResult) printTable(w io.Writer, o testbedOptions) {
 		}
 		fmt.Fprintln(tw, head)
 		for _, m := range res.Medians {
+			if m.ShoalLast == 0 {
+				fmt.Fprintf(tw, "%d\t%.2f\tevery run had failed fetches\t\n", m.N, m.BoundSeconds)
+				continue
+			}
 			line := fmt.Sprintf("%d\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f to %.3f\t%.0f%%\t", m.N, m.BoundSeconds, m.ShoalMedian, m.ShoalLast,
 				m.LastOverBound, m.LastOverRange[0], m.LastOverRange[1], 100*m.FromPeersShare)
 			if o.HTTP {
@@ -144,5 +148,10 @@ func (res *TestbedResult) printTable(w io.Writer, o testbedOptions) {
 		tw.Flush()
 		fmt.Fprintln(w, "(seconds are medians over the runs; ratios are medians of the per-run ratios; target last/bound <= 1.25;")
 		fmt.Fprintln(w, " 'from peers' is the share of the bytes the peers received that came from other peers, not the seed)")
+		for _, m := range res.Medians {
+			if m.FailedRuns > 0 {
+				fmt.Fprintf(w, "N=%d: %d run(s) had failed fetches and are not counted (see above and the JSON)\n", m.N, m.FailedRuns)
+			}
+		}
 	}
 }

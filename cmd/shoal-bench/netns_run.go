@@ -153,6 +153,7 @@ type TestbedMedian struct {
 	CapRatio        float64    `json:"throughput_over_caps,omitempty"`
 	CapRatioRange   [2]float64 `json:"throughput_over_caps_range"`
 	PeakHWM         int64      `json:"peak_vm_hwm_bytes,omitempty"`
+	FailedRuns      int        `json:"failed_runs,omitempty"` // runs with failed fetches, not in the figures above
 }
 
 // TestbedResult is a testbed scenario's outcome.
@@ -840,6 +841,10 @@ func medianOf(runs []TestbedRun, n int) TestbedMedian {
 	m := TestbedMedian{N: n}
 	var bound, last, med, httpLast, lob, mob, sp, fp, tp, cr, hwm []float64
 	for _, r := range runs {
+		if r.N == n && r.Error != "" {
+			m.FailedRuns++
+			m.BoundSeconds = r.BoundSeconds
+		}
 		if r.N != n || r.Error != "" {
 			continue
 		}
@@ -867,6 +872,9 @@ func medianOf(runs []TestbedRun, n int) TestbedMedian {
 		if r.PeakHWM > 0 {
 			hwm = append(hwm, float64(r.PeakHWM))
 		}
+	}
+	if len(bound) == 0 {
+		return m // every run failed
 	}
 	m.BoundSeconds, m.ShoalLast, m.ShoalMedian, m.HTTPLast = median(bound), median(last), median(med), median(httpLast)
 	m.LastOverBound, m.MedianOverBound, m.SpeedUp = median(lob), median(mob), median(sp)
