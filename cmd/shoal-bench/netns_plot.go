@@ -113,6 +113,9 @@ func (res *TestbedResult) plot(path string, o testbedOptions) error {
 	if err := plotutil.AddLinePoints(p, args...); err != nil {
 		return err
 	}
+	if o.Scenario != scSwarm {
+		p.Y.Min = 0
+	}
 	return p.Save(8*vg.Inch, 5*vg.Inch, path)
 }
 
