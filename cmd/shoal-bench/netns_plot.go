@@ -119,10 +119,14 @@ func (res *TestbedResult) plot(path string, o testbedOptions) error {
 	return p.Save(8*vg.Inch, 5*vg.Inch, path)
 }
 
-// doneCurve is the number of peers done against time.
+// doneCurve is the number of peers done against time; failed fetches are
+// left out.
 func doneCurve(pr *PhaseRun) plotter.XYs {
 	var ts []float64
 	for _, c := range pr.Completions {
+		if c.Error != "" {
+			continue
+		}
 		ts = append(ts, c.Seconds)
 	}
 	slices.Sort(ts)
