@@ -118,12 +118,14 @@ type TestbedResult struct {
 	Medians    []TestbedMedian `json:"medians"`
 }
 
-// summarise sorts the completions by host and takes first, median, last.
+// summarise takes the first, median and last of the completed fetches.
 func summarise(comps []Completion) *PhaseRun {
 	pr := &PhaseRun{Completions: comps}
 	var ts []float64
 	for _, c := range comps {
-		ts = append(ts, c.Seconds)
+		if c.Error == "" { // of a run with failed fetches: the completed ones
+			ts = append(ts, c.Seconds)
+		}
 	}
 	pr.FirstSeconds, pr.LastSeconds = spread(ts)
 	pr.MedianSeconds = median(ts)
