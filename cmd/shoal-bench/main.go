@@ -6,6 +6,9 @@
 //	                  [--cpuprofile PREFIX] [--trace PREFIX] [--timeline] [--checkpoint DURATION]
 //	shoal-bench members [--n 10,25,50] [--runs 3] [--interval 200ms] [--timeout 100ms] [--steady 10s]
 //	                  [--settle 5s] [--sync 30s] [--limit 2m] [--json FILE]
+//	shoal-bench ksource|swarm|scale|memory [--n 15] [--seeders 1] [--size 256MiB]
+//	                  [--seed-up 100mbit] [--up 100mbit] [--down 100mbit] [--runs 3] [--warmup 0]
+//	                  [--http] [--json FILE] [--png FILE] [--prefix shb] [--shoal PATH]
 //
 // hash compares manifest.BuildFromPath with BLAKE3-256 on all cores from
 // memory (and from cache); fetch compares a single-peer shoal fetch over
@@ -13,7 +16,9 @@
 // the command that reproduces it, the machine and the date, the per-run
 // figures, their medians and the median of the per-run ratios; the
 // measurements of a run are taken side by side, in an order that rotates
-// from run to run. BENCHMARKS.md at the repository root records the
+// from run to run. ksource, swarm, scale and memory run real shoal
+// daemons in network namespaces with tbf-shaped links (as root; see
+// netns.go). BENCHMARKS.md at the repository root records the
 // results.
 //
 // Files go in a new directory under --dir (default os.TempDir()), removed
@@ -37,6 +42,12 @@ commands:
   hash   BLAKE3 on all cores vs manifest.BuildFromPath
   fetch  single-peer shoal fetch vs a plain TLS 1.3 copy over loopback
   members  shoal's membership protocol vs hashicorp/memberlist
+
+network-namespace testbed (root; real 'shoal daemon's on tbf-shaped links):
+  ksource  one peer fetching from 4 seeders capped at 100 Mbit/s: throughput / sum of caps
+  swarm    seed + 15 peers at 100 Mbit/s: last completion / bound, vs plain HTTP from the seed
+  scale    the swarm at N = 4,8,16,32: completion time vs N, bound and HTTP
+  memory   peak RSS of a daemon fetching 4 GiB from 4 seeders
 
 Run 'shoal-bench <command> -h' for the flags of a command.
 `
@@ -71,6 +82,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fetchCmd(ctx, args[1:], out)
 	case "members":
 		return membersCmd(ctx, args[1:], out)
+	case scKSource, scSwarm, scScale, scMemory:
+		return testbedCmd(ctx, args[0], args[1:], out)
+	case "http-serve": // hidden: the testbed's HTTP baseline, run in a namespace
+		return httpServeCmd(ctx, args[1:], out)
+	case "http-get": // hidden: likewise
+		return httpGetCmd(ctx, args[1:], out)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(out, usage)
 		return nil
