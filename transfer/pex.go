@@ -209,3 +209,13 @@ func (s *Service) addProviderToFetches(root cid.Cid, p peer.ID) {
 		}
 	}
 }
+
+// count returns how many peers this node serves root to.
+func (x *pexSet) count(root cid.Cid) int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if r := x.roots[root]; r != nil {
+		return len(r.peers)
+	}
+	return 0
+}

@@ -148,7 +148,14 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 	// A peer fetching a root this node fetches too will hold chunks of it:
 	// fetch from it as well.
 	s.addProviderToFetches(open.Root, p)
-	if have == nil {
+	var rv *revealer
+	if have == nil && s.pex.count(open.Root) > 1 && src.m.NumChunks() > revealFirst {
+		// Other peers fetch this root from here too: initial seeding.
+		rv = newRevealer(s.seeds.get(open.Root), src.m.NumChunks())
+		if err := w.Write(&wire.Msg{Type: wire.THave, Start: 0, Bits: make([]byte, min(wire.MaxBitsBytes, (src.m.NumChunks()+7)/8))}, nil); err != nil {
+			return err
+		}
+	} else if have == nil {
 		if err := w.Write(&wire.Msg{Type: wire.THaveAll}, nil); err != nil {
 			return err
 		}
@@ -171,9 +178,9 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	werr := make(chan error, 1)
-	go func() { werr <- s.serveWriter(ctx, w, src, q, sub, p) }()
+	go func() { werr <- s.serveWriter(ctx, w, src, q, sub, p, rv) }()
 
-	rerr := s.serveReader(r, src, q, w)
+	rerr := s.serveReader(r, src, q, w, rv)
 	cancel()
 	abort()
 	err = <-werr
@@ -187,7 +194,7 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 }
 
 // errBusy is queued as an answer when a peer exceeds its queue.
-func (s *Service) serveReader(r *wire.Reader, src *source, q *serveQueue, w *wire.Writer) error {
+func (s *Service) serveReader(r *wire.Reader, src *source, q *serveQueue, w *wire.Writer, rv *revealer) error {
 	n := uint64(src.m.NumChunks())
 	for {
 		m, err := r.Next()
@@ -206,6 +213,9 @@ func (s *Service) serveReader(r *wire.Reader, src *source, q *serveQueue, w *wir
 			if !q.push(request{id: m.Index}) {
 				return fmt.Errorf("%w: more than %d requests queued", wire.ErrProtocol, q.max)
 			}
+			if rv != nil && rv.requested(int64(m.Index)) {
+				q.signal()
+			}
 		case wire.TCancel:
 			q.cancel(m.Index)
 		default:
@@ -214,7 +224,7 @@ func (s *Service) serveReader(r *wire.Reader, src *source, q *serveQueue, w *wir
 	}
 }
 
-func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, q *serveQueue, sub *haveSub, p peer.ID) error {
+func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, q *serveQueue, sub *haveSub, p peer.ID, rv *revealer) error {
 	var subNotify chan struct{}
 	if sub != nil {
 		subNotify = sub.notify
@@ -240,6 +250,24 @@ func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, 
 	if err := sendPeers(); err != nil {
 		return err
 	}
+	reveal := func() error {
+		if rv == nil {
+			return nil
+		}
+		shown := rv.take()
+		for _, i := range shown {
+			if err := w.Write(&wire.Msg{Type: wire.THaveUpdate, Index: uint64(i)}, nil); err != nil {
+				return err
+			}
+		}
+		if len(shown) > 0 {
+			return w.Flush()
+		}
+		return nil
+	}
+	if err := reveal(); err != nil {
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -247,10 +275,19 @@ func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, 
 		case <-q.notify:
 		case <-subNotify:
 		case <-pexTick.C:
+			if rv != nil {
+				rv.tick()
+			}
 			if err := sendPeers(); err != nil {
 				return err
 			}
+			if err := reveal(); err != nil {
+				return err
+			}
 			continue
+		}
+		if err := reveal(); err != nil {
+			return err
 		}
 		if sub != nil {
 			for _, i := range sub.take() {

@@ -148,28 +148,65 @@ func (m *Membership) Join(ctx context.Context, peers []peer.ID) error {
 	}
 	wg.Wait()
 	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return errors.New("membership: closed")
+	}
 	a := m.aliveUpdateLocked()
+	m.wg.Add(1) // the repeats below; Close waits for them
 	m.mu.Unlock()
 	if err := m.publish(ctx, a); err != nil {
+		m.wg.Done()
 		return fmt.Errorf("membership: announce: %w", err)
 	}
+	// The gossip mesh of a newcomer forms over the next heartbeats: the
+	// first announcement may reach only the peers it joined through. Say
+	// it again once the mesh has formed.
+	go func() {
+		defer m.wg.Done()
+		for _, d := range []time.Duration{time.Second, 3 * time.Second} {
+			t := time.NewTimer(d)
+			select {
+			case <-m.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			m.mu.Lock()
+			a := m.aliveUpdateLocked()
+			m.mu.Unlock()
+			m.publishAsync(a)
+		}
+	}()
 	if ok == 0 && len(errs) > 0 {
 		return fmt.Errorf("membership: join: no member answered: %w", errors.Join(errs...))
 	}
 	return nil
 }
 
+// warmRounds is how many fast anti-entropy rounds a node runs at start.
+const warmRounds = 8
+
 // syncLoop runs anti-entropy: every SyncInterval a push-pull with a random
 // live member, or now and then with one believed dead, so that a healed
 // partition finds itself again.
 func (m *Membership) syncLoop() {
-	t := time.NewTicker(m.cfg.SyncInterval)
+	// A node that has just started syncs every other protocol period for
+	// its first rounds, so a newcomer and the members it missed find each
+	// other within seconds even when gossip dropped their announcements.
+	warm := min(m.cfg.SyncInterval, 2*m.cfg.ProbeInterval)
+	t := time.NewTimer(warm)
 	defer t.Stop()
-	for {
+	for round := 1; ; round++ {
 		select {
 		case <-m.ctx.Done():
 			return
 		case <-t.C:
+		}
+		if round < warmRounds {
+			t.Reset(warm)
+		} else {
+			t.Reset(m.cfg.SyncInterval)
 		}
 		m.waitPaused()
 		m.reap(time.Now())

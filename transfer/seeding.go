@@ -1,0 +1,137 @@
+package transfer
+
+import (
+	"sync"
+
+	"github.com/ipfs/go-cid"
+)
+
+// Initial seeding. A node holding a whole root that several peers fetch
+// at once would, if it told each of them "I have everything", send the
+// same chunks to many of them: each picks at random among the chunks no
+// other peer holds yet, and they cannot see each other's requests to it.
+// Its upload, which bounds the whole swarm, would carry each chunk several
+// times. So when a peer opens a stream for a root that other peers are
+// fetching from it too, the node reveals its chunks to that peer a few
+// at a time, drawing them from one sequence shared by all its streams of
+// the root: the first pass gives each chunk to one peer, the next to a
+// second, and so on. The peers then trade what they got. A peer that has
+// asked for most of what it was shown, or asks for nothing for a while
+// (it got those chunks from other peers), is shown more; the batch
+// doubles each time the peer empties it, so a fast peer soon sees
+// everything. (BitTorrent's "super-seeding" follows the same idea.)
+
+const (
+	revealFirst = 8  // chunks shown at first
+	revealMax   = 64 // the largest batch
+)
+
+// seedSeq is the sequence a root's chunks are revealed in, shared by the
+// node's streams of that root.
+type seedSeq struct {
+	mu   sync.Mutex
+	next int64
+}
+
+// seedSeqs holds the sequences by root.
+type seedSeqs struct {
+	mu    sync.Mutex
+	roots map[cid.Cid]*seedSeq
+}
+
+func (x *seedSeqs) get(root cid.Cid) *seedSeq {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.roots == nil {
+		x.roots = make(map[cid.Cid]*seedSeq)
+	}
+	q := x.roots[root]
+	if q == nil {
+		q = &seedSeq{}
+		x.roots[root] = q
+	}
+	return q
+}
+
+// revealer is one stream's view of initial seeding.
+type revealer struct {
+	seq *seedSeq
+	n   int64
+
+	mu          sync.Mutex
+	shown       Bitfield
+	nShown      int64
+	asked       Bitfield
+	outstanding int64 // shown, not asked for yet
+	batch       int64
+	askedSince  bool // a request came since the last tick
+	want        bool // the writer should show more
+}
+
+func newRevealer(seq *seedSeq, n int64) *revealer {
+	return &revealer{seq: seq, n: n, shown: NewBitfield(n), asked: NewBitfield(n), batch: revealFirst, want: true}
+}
+
+// requested notes a request for chunk i; it reports whether the writer
+// should show more now.
+func (r *revealer) requested(i int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.askedSince = true
+	if r.shown.Has(i) && !r.asked.Has(i) {
+		r.asked.Set(i)
+		r.outstanding--
+		if r.outstanding <= r.batch/4 && r.nShown < r.n {
+			r.batch = min(2*r.batch, revealMax)
+			r.want = true
+		}
+	}
+	return r.want
+}
+
+// tick is called now and then: a peer that asked for nothing since the
+// last tick has likely found those chunks elsewhere; show it more.
+func (r *revealer) tick() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.askedSince && r.nShown < r.n {
+		r.want = true
+	}
+	r.askedSince = false
+}
+
+// take returns the chunks to show next (nil if none are due).
+func (r *revealer) take() []int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.want || r.nShown >= r.n {
+		r.want = false
+		return nil
+	}
+	r.want = false
+	var out []int64
+	r.seq.mu.Lock()
+	for tries := int64(0); int64(len(out)) < r.batch && r.nShown < r.n && tries < r.n; tries++ {
+		i := r.seq.next % r.n
+		r.seq.next++
+		if r.shown.Has(i) {
+			continue
+		}
+		r.shown.Set(i)
+		r.nShown++
+		r.outstanding++
+		out = append(out, i)
+	}
+	r.seq.mu.Unlock()
+	// The shared sequence may skip this stream's chunks for a whole
+	// pass; fill the batch from the rest in order.
+	for i := int64(0); int64(len(out)) < r.batch && i < r.n && r.nShown < r.n; i++ {
+		if !r.shown.Has(i) {
+			r.shown.Set(i)
+			r.nShown++
+			r.outstanding++
+			out = append(out, i)
+		}
+	}
+	return out
+}
