@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -152,7 +153,18 @@ func waitUntil(t *testing.T, nodes []*testNode, timeout time.Duration, what stri
 		select {
 		case <-events:
 		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			var views []string
+			for i, tn := range nodes {
+				if tn.closed {
+					continue
+				}
+				count := map[State]int{}
+				for _, mb := range tn.m.Members() {
+					count[mb.State]++
+				}
+				views = append(views, fmt.Sprintf("node %d: %d alive, %d suspect, %d dead, %d left", i, count[Alive], count[Suspect], count[Dead], count[Left]))
+			}
+			t.Fatalf("timed out after %v waiting for %s; views:\n%s", timeout, what, strings.Join(views, "\n"))
 		}
 	}
 	return time.Since(start)
