@@ -64,8 +64,9 @@ type revealer struct {
 	asked       Bitfield
 	outstanding int64 // shown, not asked for yet
 	batch       int64
-	askedSince  bool // a request came since the last tick
-	want        bool // the writer should show more
+	askedSince  bool  // a request came since the last tick
+	fill        int64 // chunks below it were all shown (the in-order fill)
+	want        bool  // the writer should show more
 }
 
 func newRevealer(seq *seedSeq, n int64) *revealer {
@@ -81,7 +82,7 @@ func (r *revealer) requested(i int64) bool {
 	if r.shown.Has(i) && !r.asked.Has(i) {
 		r.asked.Set(i)
 		r.outstanding--
-		if r.outstanding <= r.batch/4 && r.nShown < r.n {
+		if !r.want && r.outstanding <= r.batch/4 && r.nShown < r.n {
 			r.batch = min(2*r.batch, revealMax)
 			r.want = true
 		}
@@ -111,7 +112,7 @@ func (r *revealer) take() []int64 {
 	r.want = false
 	var out []int64
 	r.seq.mu.Lock()
-	for tries := int64(0); int64(len(out)) < r.batch && r.nShown < r.n && tries < r.n; tries++ {
+	for tries := int64(0); int64(len(out)) < r.batch && r.nShown < r.n && tries < 4*r.batch+64; tries++ {
 		i := r.seq.next % r.n
 		r.seq.next++
 		if r.shown.Has(i) {
@@ -125,8 +126,8 @@ func (r *revealer) take() []int64 {
 	r.seq.mu.Unlock()
 	// The shared sequence may skip this stream's chunks for a whole
 	// pass; fill the batch from the rest in order.
-	for i := int64(0); int64(len(out)) < r.batch && i < r.n && r.nShown < r.n; i++ {
-		if !r.shown.Has(i) {
+	for ; int64(len(out)) < r.batch && r.fill < r.n && r.nShown < r.n; r.fill++ {
+		if i := r.fill; !r.shown.Has(i) {
 			r.shown.Set(i)
 			r.nShown++
 			r.outstanding++
