@@ -16,14 +16,15 @@ import (
 // at a time, drawing them from one sequence shared by all its streams of
 // the root: the first pass gives each chunk to one peer, the next to a
 // second, and so on. The peers then trade what they got. A peer that has
-// asked for most of what it was shown, or asks for nothing for a while
-// (it got those chunks from other peers), is shown more; the batch
-// doubles each time the peer empties it, so a fast peer soon sees
-// everything. (BitTorrent's "super-seeding" follows the same idea.)
+// been sent nearly all it was shown, or leaves shown chunks unasked for a
+// while (it got them from other peers), is shown more. The first batch
+// is smaller the more peers share the root, so that the first pass gives
+// every peer something different. (BitTorrent's "super-seeding" follows
+// the same idea.)
 
 const (
-	revealFirst = 8  // chunks shown at first
-	revealMax   = 64 // the largest batch
+	revealFirst = 8 // chunks shown at first, at most
+	revealBatch = 4 // chunks shown each time a peer has asked for all it was shown
 )
 
 // seedSeq is the sequence a root's chunks are revealed in, shared by the
@@ -62,40 +63,57 @@ type revealer struct {
 	shown       Bitfield
 	nShown      int64
 	asked       Bitfield
-	outstanding int64 // shown, not asked for yet
+	sent        Bitfield
+	unasked     int64 // shown, not asked for yet
+	unsent      int64 // shown, not sent yet
 	batch       int64
 	askedSince  bool  // a request came since the last tick
 	fill        int64 // chunks below it were all shown (the in-order fill)
 	want        bool  // the writer should show more
 }
 
-func newRevealer(seq *seedSeq, n int64) *revealer {
-	return &revealer{seq: seq, n: n, shown: NewBitfield(n), asked: NewBitfield(n), batch: revealFirst, want: true}
+// newRevealer returns a stream's revealer for a root of n chunks that
+// streams peers fetch from this node.
+func newRevealer(seq *seedSeq, n int64, streams int) *revealer {
+	first := min(revealFirst, max(1, n/int64(2*max(1, streams))))
+	return &revealer{seq: seq, n: n, shown: NewBitfield(n), asked: NewBitfield(n), sent: NewBitfield(n), batch: first, want: true}
 }
 
-// requested notes a request for chunk i; it reports whether the writer
-// should show more now.
-func (r *revealer) requested(i int64) bool {
+// requested notes a request for chunk i.
+func (r *revealer) requested(i int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.askedSince = true
 	if r.shown.Has(i) && !r.asked.Has(i) {
 		r.asked.Set(i)
-		r.outstanding--
-		if !r.want && r.outstanding <= r.batch/4 && r.nShown < r.n {
-			r.batch = min(2*r.batch, revealMax)
-			r.want = true
-		}
+		r.unasked--
+	}
+}
+
+// served notes that chunk i went to the peer; when little of what it
+// was shown is left to send, it is shown more. It reports whether the
+// writer should show more now.
+func (r *revealer) served(i int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.shown.Has(i) && !r.sent.Has(i) {
+		r.sent.Set(i)
+		r.unsent--
+	}
+	if !r.want && r.unsent <= 1 && r.nShown < r.n {
+		r.batch = revealBatch
+		r.want = true
 	}
 	return r.want
 }
 
-// tick is called now and then: a peer that asked for nothing since the
-// last tick has likely found those chunks elsewhere; show it more.
+// tick is called now and then: a peer that left shown chunks unasked for
+// a whole tick has likely found them elsewhere; show it more.
 func (r *revealer) tick() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.askedSince && r.nShown < r.n {
+	if !r.askedSince && r.unasked > 0 && r.nShown < r.n {
+		r.batch = revealBatch
 		r.want = true
 	}
 	r.askedSince = false
@@ -120,7 +138,8 @@ func (r *revealer) take() []int64 {
 		}
 		r.shown.Set(i)
 		r.nShown++
-		r.outstanding++
+		r.unasked++
+		r.unsent++
 		out = append(out, i)
 	}
 	r.seq.mu.Unlock()
@@ -130,7 +149,8 @@ func (r *revealer) take() []int64 {
 		if i := r.fill; !r.shown.Has(i) {
 			r.shown.Set(i)
 			r.nShown++
-			r.outstanding++
+			r.unasked++
+			r.unsent++
 			out = append(out, i)
 		}
 	}

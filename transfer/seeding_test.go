@@ -8,7 +8,7 @@ import "testing"
 func TestRevealerSharesChunksOut(t *testing.T) {
 	const n = 200
 	seq := &seedSeq{}
-	a, b := newRevealer(seq, n), newRevealer(seq, n)
+	a, b := newRevealer(seq, n, 2), newRevealer(seq, n, 2)
 	firstA, firstB := a.take(), b.take()
 	if len(firstA) != revealFirst || len(firstB) != revealFirst {
 		t.Fatalf("first batches: %d and %d", len(firstA), len(firstB))
@@ -23,14 +23,19 @@ func TestRevealerSharesChunksOut(t *testing.T) {
 	if more := a.take(); more != nil {
 		t.Fatalf("shown more before asking: %v", more)
 	}
-	// a asks for what it was shown: it is shown a bigger batch.
-	for _, i := range firstA {
+	// a is sent what it was shown: it is shown more once at most one is
+	// left to send.
+	for k, i := range firstA {
 		a.requested(i)
+		more := a.served(i)
+		if more != (k >= len(firstA)-2) {
+			t.Fatalf("after %d of %d sent: show more = %v", k+1, len(firstA), more)
+		}
 	}
-	if more := a.take(); len(more) != 2*revealFirst {
-		t.Fatalf("second batch of %d, want %d", len(more), 2*revealFirst)
+	if more := a.take(); len(more) != revealBatch {
+		t.Fatalf("second batch of %d, want %d", len(more), revealBatch)
 	}
-	// b asks for nothing for a whole tick: it is shown more anyway.
+	// b leaves its chunks unasked for a whole tick: it is shown more.
 	b.tick()
 	if more := b.take(); len(more) == 0 {
 		t.Fatal("a peer that asked for nothing was shown nothing more")
@@ -49,6 +54,12 @@ func TestRevealerSharesChunksOut(t *testing.T) {
 			}
 			r.tick()
 			r.tick()
+			for i := int64(0); i < n; i++ {
+				if r.shown.Has(i) && !r.asked.Has(i) {
+					r.requested(i)
+					r.served(i)
+				}
+			}
 			for _, i := range r.take() {
 				if got[i] {
 					t.Fatalf("chunk %d shown twice", i)

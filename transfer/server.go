@@ -151,7 +151,7 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 	var rv *revealer
 	if have == nil && s.pex.count(open.Root) > 1 && src.m.NumChunks() > revealFirst {
 		// Other peers fetch this root from here too: initial seeding.
-		rv = newRevealer(s.seeds.get(open.Root), src.m.NumChunks())
+		rv = newRevealer(s.seeds.get(open.Root), src.m.NumChunks(), s.pex.count(open.Root))
 		if err := w.Write(&wire.Msg{Type: wire.THave, Start: 0, Bits: make([]byte, min(wire.MaxBitsBytes, (src.m.NumChunks()+7)/8))}, nil); err != nil {
 			return err
 		}
@@ -213,8 +213,8 @@ func (s *Service) serveReader(r *wire.Reader, src *source, q *serveQueue, w *wir
 			if !q.push(request{id: m.Index}) {
 				return fmt.Errorf("%w: more than %d requests queued", wire.ErrProtocol, q.max)
 			}
-			if rv != nil && rv.requested(int64(m.Index)) {
-				q.signal()
+			if rv != nil {
+				rv.requested(int64(m.Index))
 			}
 		case wire.TCancel:
 			q.cancel(m.Index)
@@ -318,6 +318,11 @@ func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, 
 			}
 			if err := s.answer(ctx, w, src, req); err != nil {
 				return err
+			}
+			if rv != nil && !req.block && rv.served(int64(req.id)) {
+				if err := reveal(); err != nil {
+					return err
+				}
 			}
 			if ctx.Err() != nil {
 				return nil
