@@ -59,17 +59,17 @@ type revealer struct {
 	seq *seedSeq
 	n   int64
 
-	mu          sync.Mutex
-	shown       Bitfield
-	nShown      int64
-	asked       Bitfield
-	sent        Bitfield
-	unasked     int64 // shown, not asked for yet
-	unsent      int64 // shown, not sent yet
-	batch       int64
-	askedSince  bool  // a request came since the last tick
-	fill        int64 // chunks below it were all shown (the in-order fill)
-	want        bool  // the writer should show more
+	mu         sync.Mutex
+	shown      Bitfield
+	nShown     int64
+	asked      Bitfield
+	sent       Bitfield
+	unasked    int64 // shown, not asked for yet
+	unsent     int64 // shown, not sent yet
+	batch      int64
+	askedSince bool  // a request came since the last tick
+	fill       int64 // chunks below it were all shown (the in-order fill)
+	want       bool  // the writer should show more
 }
 
 // newRevealer returns a stream's revealer for a root of n chunks that
