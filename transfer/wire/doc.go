@@ -28,12 +28,17 @@
 // Open{Root} first. The serving side answers with its holdings: HaveAll, or
 // one or more Have messages (a bitfield in slices of at most MaxBitsBytes
 // bytes, Start a multiple of 8), or an Error (NotFound, Denied, ...) and
-// closes. It then sends HaveUpdate for each chunk it acquires later.
+// closes. Before its holdings it sends one Limits{Allow} per access list the
+// root is limited to, so that the client enforces them when it serves the
+// root in turn. It then sends HaveUpdate for each chunk it acquires later
+// (or, seeding a whole root to several peers, each chunk it chooses to
+// show), and now and then Peers{[ID, addresses]}: other peers fetching the
+// same root (peer exchange).
 //
 // The client pipelines GetBlock{ID, CID} (manifest blocks) and
 // Request{Index} (chunks), many in flight, and may Cancel{Index} a request
 // it no longer needs. The server answers each with Block{ID}/Chunk{Index}
-// and its payload, or Error{Code, About, Ref} where Ref is the ID (About=block) or Index
-// (About=chunk). A
-// cancelled request that was already being sent may still arrive.
+// and its payload, or Error{Code, About, Ref} where Ref is the ID
+// (About=block) or Index (About=chunk). A cancelled request that was
+// already being sent may still arrive.
 package wire
