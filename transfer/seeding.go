@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"math/rand/v2"
 	"sync"
 
 	"github.com/ipfs/go-cid"
@@ -48,7 +49,8 @@ func (x *seedSeqs) get(root cid.Cid) *seedSeq {
 	}
 	q := x.roots[root]
 	if q == nil {
-		q = &seedSeq{}
+		// Seeders of one root start at different places in it.
+		q = &seedSeq{next: rand.Int64N(1 << 40)}
 		x.roots[root] = q
 	}
 	return q
