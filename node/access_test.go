@@ -24,27 +24,22 @@ type closedNet struct {
 }
 
 func newClosedNet(t *testing.T) *closedNet {
-	home := t.TempDir()
-	key, _, err := LoadOrCreateIdentity(home)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := peer.IDFromPrivateKey(key)
-	cfg := testConfig(t, home)
-	cfg.Network = "corp"
-	cfg.Admins = []peer.ID{id}
-	admin, err := New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
+	// The admin is an admin of its own network: it needs no token.
+	admin := startClosed(t, nil, func(self peer.ID) []peer.ID { return []peer.ID{self} })
 	return &closedNet{t: t, admin: admin}
 }
 
 // member starts a node of the network. mint, if set, makes its token
 // from its peer ID (nil: no token).
 func (c *closedNet) member(mint func(p peer.ID) auth.Token) *Node {
-	t := c.t
+	return startClosed(c.t, mint, func(peer.ID) []peer.ID { return []peer.ID{c.admin.ID()} })
+}
+
+// startClosed starts a node of network "corp" in a new home; admins gives
+// the network's admins from the node's own ID, and mint, if set, its
+// token.
+func startClosed(t *testing.T, mint func(peer.ID) auth.Token, admins func(self peer.ID) []peer.ID) *Node {
+	t.Helper()
 	home := t.TempDir()
 	key, _, err := LoadOrCreateIdentity(home)
 	if err != nil {
@@ -53,7 +48,7 @@ func (c *closedNet) member(mint func(p peer.ID) auth.Token) *Node {
 	id, _ := peer.IDFromPrivateKey(key)
 	cfg := testConfig(t, home)
 	cfg.Network = "corp"
-	cfg.Admins = []peer.ID{c.admin.ID()}
+	cfg.Admins = admins(id)
 	if mint != nil {
 		cfg.Token = mint(id)
 	}
