@@ -59,9 +59,9 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOp
 	if err := CheckRoot(root); err != nil {
 		return nil, err
 	}
-	if lists := n.cat.Allows(root); len(lists) > 0 {
-		// Serve what arrives under the publishers' limits.
-		if err := n.setACL(root, lists); err != nil {
+	// Serve what arrives under the publishers' limits.
+	for _, list := range n.cat.Allows(root) {
+		if err := n.addACL(root, list); err != nil {
 			return nil, fmt.Errorf("node: fetch: %w", err)
 		}
 	}
