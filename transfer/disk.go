@@ -57,6 +57,7 @@ func (f *fetch) prepare(m *manifest.Manifest) error {
 	f.sched = newScheduler(n, bits)
 	f.sched.chunk = m.ChunkSize
 	f.resumed = f.sched.done
+	f.durable = f.sched.done
 	for i := int64(0); i < n; i++ {
 		if bits.Has(i) {
 			f.held += m.ChunkLen(i)
@@ -174,7 +175,13 @@ func (f *fetch) checkpoint() error {
 	if err := f.files.sync(); err != nil {
 		return err
 	}
-	return saveBits(f.s.db, f.root, f.dst, bits)
+	if err := saveBits(f.s.db, f.root, f.dst, bits); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.durable = bits.Count()
+	f.mu.Unlock()
+	return nil
 }
 
 // finalize makes the copy durable, gives files and directories their

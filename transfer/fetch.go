@@ -56,6 +56,7 @@ type Progress struct {
 	Chunks      int64          `json:"chunks"`
 	TotalChunks int64          `json:"total_chunks"`
 	Resumed     int64          `json:"resumed_chunks"` // chunks found on disk when the fetch started
+	Durable     int64          `json:"durable_chunks"` // chunks a crash now would not lose (the last checkpoint)
 	Received    int64          `json:"received"`       // chunk bytes received in this run, duplicates included
 	Duplicates  int64          `json:"duplicate_chunks"`
 	Rate        float64        `json:"rate"` // bytes/s over the last interval
@@ -117,6 +118,7 @@ type fetch struct {
 	sessionsWG  sync.WaitGroup
 	phase       string
 	resumed     int64
+	durable     int64 // chunks recorded by the last checkpoint
 	held        int64 // verified bytes on disk
 	received    int64
 	duplicates  int64
@@ -891,7 +893,7 @@ func (f *fetch) progress() Progress {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	p := Progress{
-		Root: f.root, Phase: f.phase, Resumed: f.resumed, Received: f.received,
+		Root: f.root, Phase: f.phase, Resumed: f.resumed, Durable: f.durable, Received: f.received,
 		Duplicates: f.duplicates, Elapsed: time.Since(f.started),
 	}
 	if f.m != nil {

@@ -318,14 +318,16 @@ func TestKill9ResumesFetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { bg.Process.Kill(); bg.Wait() }()
-	eventually(t, "half of the fetch", func() bool {
+	eventually(t, "half of the fetch, some of it checkpointed", func() bool {
 		var st struct {
 			Fetches []struct {
-				Bytes int64 `json:"bytes"`
+				Bytes   int64 `json:"bytes"`
+				Durable int64 `json:"durable_chunks"`
 			} `json:"fetches"`
 		}
 		out, _, err := shoal(t, homeC, "status", "--json")
-		return err == nil && json.Unmarshal([]byte(out), &st) == nil && len(st.Fetches) == 1 && st.Fetches[0].Bytes >= 16<<20
+		return err == nil && json.Unmarshal([]byte(out), &st) == nil && len(st.Fetches) == 1 &&
+			st.Fetches[0].Bytes >= 16<<20 && st.Fetches[0].Durable >= 4
 	})
 	c1.Process.Signal(syscall.SIGKILL)
 	c1.Wait()
@@ -345,8 +347,7 @@ func TestKill9ResumesFetch(t *testing.T) {
 			resumed, _ = strconv.Atoi(f[len(f)-1])
 		}
 	}
-	// Checkpoints are a second apart: at least the chunks of the one
-	// before the kill survive.
+	// At least the chunks of the last checkpoint before the kill survive.
 	if resumed < 4 {
 		t.Fatalf("resumed %d chunks after kill -9, want at least 4:\n%s", resumed, out)
 	}
