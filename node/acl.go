@@ -90,7 +90,9 @@ func (n *Node) addACL(root cid.Cid, list []string) error {
 		b := tx.Bucket(aclBucket)
 		var lists [][]string
 		if data := b.Get(root.Bytes()); data != nil {
-			_ = json.Unmarshal(data, &lists)
+			if err := json.Unmarshal(data, &lists); err != nil {
+				return fmt.Errorf("node: allow lists of %s: %w", root, err)
+			}
 		}
 		for _, l := range lists {
 			if slices.Equal(l, list) {
@@ -119,14 +121,21 @@ func (n *Node) limits(root cid.Cid) [][]string {
 	return lists
 }
 
+// acl returns the allow lists kept for root. Lists it cannot read (or a
+// read that fails) give one empty list, which admits nobody: a limited
+// share fails closed, never open.
 func (n *Node) acl(root cid.Cid) [][]string {
 	var lists [][]string
-	_ = n.db.View(func(tx *bolt.Tx) error {
+	err := n.db.View(func(tx *bolt.Tx) error {
 		if data := tx.Bucket(aclBucket).Get(root.Bytes()); data != nil {
-			_ = json.Unmarshal(data, &lists)
+			return json.Unmarshal(data, &lists)
 		}
 		return nil
 	})
+	if err != nil {
+		n.log.Error("allow lists unreadable; the share is denied to everyone", "root", root, "err", err)
+		return [][]string{{}}
+	}
 	return lists
 }
 

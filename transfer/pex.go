@@ -130,18 +130,28 @@ func (s *Service) pexList(root cid.Cid, p peer.ID) []wire.PeerAddrs {
 	return out
 }
 
-// fetchPeers returns the providers of this node's fetches of root.
-func (s *Service) fetchPeers(root cid.Cid) []peer.ID {
-	s.mu.Lock()
+// fetchesLocked returns this node's fetches of root (s.mu held).
+func (s *Service) fetchesLocked(root cid.Cid) []*fetch {
 	var fs []*fetch
 	for _, f := range s.active {
 		if f.root.Equals(root) {
 			fs = append(fs, f)
 		}
 	}
-	s.mu.Unlock()
+	return fs
+}
+
+// fetchesOf returns this node's fetches of root.
+func (s *Service) fetchesOf(root cid.Cid) []*fetch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fetchesLocked(root)
+}
+
+// fetchPeers returns the providers of this node's fetches of root.
+func (s *Service) fetchPeers(root cid.Cid) []peer.ID {
 	var out []peer.ID
-	for _, f := range fs {
+	for _, f := range s.fetchesOf(root) {
 		f.mu.Lock()
 		for q := range f.sessions {
 			out = append(out, q)
@@ -149,6 +159,11 @@ func (s *Service) fetchPeers(root cid.Cid) []peer.ID {
 		f.mu.Unlock()
 	}
 	return out
+}
+
+// knowsLocked reports whether p is or was a provider of f (f.mu held).
+func (f *fetch) knowsLocked(p peer.ID) bool {
+	return f.sessions[p] != nil || f.attempts[p] > 0 || f.banned[p]
 }
 
 // onPeers adds the peers a provider told us about as providers.
@@ -159,7 +174,7 @@ func (f *fetch) onPeers(from peer.ID, peers []wire.PeerAddrs) {
 			continue
 		}
 		f.mu.Lock()
-		known := f.sessions[id] != nil || f.attempts[id] > 0 || f.banned[id]
+		known := f.knowsLocked(id)
 		full := f.pexAdded >= maxPEXPeers
 		if !known && !full {
 			f.pexAdded++
@@ -192,17 +207,9 @@ func (s *Service) fetchCount(root cid.Cid) int {
 // addProviderToFetches adds p as a provider to this node's fetches of
 // root.
 func (s *Service) addProviderToFetches(root cid.Cid, p peer.ID) {
-	s.mu.Lock()
-	var fs []*fetch
-	for _, f := range s.active {
-		if f.root.Equals(root) {
-			fs = append(fs, f)
-		}
-	}
-	s.mu.Unlock()
-	for _, f := range fs {
+	for _, f := range s.fetchesOf(root) {
 		f.mu.Lock()
-		known := f.sessions[p] != nil || f.attempts[p] > 0 || f.banned[p]
+		known := f.knowsLocked(p)
 		f.mu.Unlock()
 		if !known && f.ctx != nil {
 			f.addPeer(f.ctx, p)

@@ -103,7 +103,6 @@ func (r *revealer) served(i int64) bool {
 		r.unsent--
 	}
 	if !r.want && r.unsent <= 1 && r.nShown < r.n {
-		r.batch = revealBatch
 		r.want = true
 	}
 	return r.want
@@ -115,7 +114,6 @@ func (r *revealer) tick() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.askedSince && r.unasked > 0 && r.nShown < r.n {
-		r.batch = revealBatch
 		r.want = true
 	}
 	r.askedSince = false
@@ -156,5 +154,6 @@ func (r *revealer) take() []int64 {
 			out = append(out, i)
 		}
 	}
+	r.batch = revealBatch // the first batch only is sized by the crowd
 	return out
 }

@@ -557,13 +557,7 @@ func (s *Service) awaitSource(ctx context.Context, root cid.Cid, max time.Durati
 	for {
 		s.mu.Lock()
 		src := s.sources[root]
-		fetching := false
-		for _, f := range s.active {
-			if f.root.Equals(root) {
-				fetching = true
-			}
-		}
-		if src != nil || !fetching {
+		if src != nil || len(s.fetchesLocked(root)) == 0 {
 			s.mu.Unlock()
 			return src
 		}

@@ -191,16 +191,11 @@ func (c *Catalog) stillAdmitted(e Entry) bool {
 // that limit it; none means root is open to every peer.
 func (c *Catalog) Allows(root cid.Cid) [][]string {
 	var out [][]string
-	prefix := root.Bytes()
-	_ = c.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucket).Cursor()
-		for k, v := cur.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = cur.Next() {
-			if e, err := Decode(v); err == nil && !e.Removed && e.Root.Equals(root) && len(e.Allow) > 0 && c.stillAdmitted(e) {
-				out = append(out, e.Allow)
-			}
+	for _, e := range c.current(root) {
+		if len(e.Allow) > 0 {
+			out = append(out, e.Allow)
 		}
-		return nil
-	})
+	}
 	return out
 }
 
@@ -317,12 +312,22 @@ func (c *Catalog) List() ([]Entry, error) {
 // Holders returns the peers that announced root and have not withdrawn it.
 func (c *Catalog) Holders(root cid.Cid) []peer.ID {
 	var out []peer.ID
+	for _, e := range c.current(root) {
+		out = append(out, e.Publisher)
+	}
+	return out
+}
+
+// current returns the announcements of root that stand: not withdrawn, and
+// from publishers still admitted.
+func (c *Catalog) current(root cid.Cid) []Entry {
+	var out []Entry
 	prefix := root.Bytes()
 	_ = c.db.View(func(tx *bolt.Tx) error {
 		cur := tx.Bucket(bucket).Cursor()
 		for k, v := cur.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = cur.Next() {
 			if e, err := Decode(v); err == nil && !e.Removed && e.Root.Equals(root) && c.stillAdmitted(e) {
-				out = append(out, e.Publisher)
+				out = append(out, e)
 			}
 		}
 		return nil
