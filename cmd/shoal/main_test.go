@@ -5,38 +5,63 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-var shoalBin string
+// binDir holds the shoal binary, built on first use by shoalBinary so that
+// fuzz workers and tests that never run it do not pay for a build.
+var (
+	binDir   string
+	binOnce  sync.Once
+	binPath  string
+	binError error
+)
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "shoal-bin-")
-	if err != nil {
-		panic(err)
-	}
-	shoalBin = filepath.Join(dir, "shoal")
-	if out, err := exec.Command("go", "build", "-o", shoalBin, ".").CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		panic("build shoal: " + err.Error() + "\n" + string(out))
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 	os.Exit(code)
+}
+
+// shoalBinary returns the path of a shoal binary built from this package.
+func shoalBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "shoal-bin-")
+		if err != nil {
+			binError = err
+			return
+		}
+		binDir = dir
+		path := filepath.Join(dir, "shoal")
+		if out, err := exec.Command("go", "build", "-o", path, ".").CombinedOutput(); err != nil {
+			binError = fmt.Errorf("build shoal: %v\n%s", err, out)
+			return
+		}
+		binPath = path
+	})
+	if binError != nil {
+		t.Fatal(binError)
+	}
+	return binPath
 }
 
 // startDaemon runs `shoal daemon` on loopback and returns its address.
 func startDaemon(t *testing.T, home string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(shoalBin, append([]string{"--home", home, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--log-level", "warn"}, args...)...)
+	cmd := exec.Command(shoalBinary(t), append([]string{"--home", home, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--log-level", "warn"}, args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -81,14 +106,14 @@ func TestDaemonStartsJoinsAndStops(t *testing.T) {
 }
 
 func TestDaemonBadBootstrap(t *testing.T) {
-	out, err := exec.Command(shoalBin, "--home", t.TempDir(), "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", "not-an-address").CombinedOutput()
+	out, err := exec.Command(shoalBinary(t), "--home", t.TempDir(), "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", "not-an-address").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "bootstrap") {
 		t.Fatalf("bad bootstrap: err=%v out=%s", err, out)
 	}
 }
 
 func TestVersion(t *testing.T) {
-	out, err := exec.Command(shoalBin, "version").Output()
+	out, err := exec.Command(shoalBinary(t), "version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "shoal ") {
 		t.Fatalf("version: %q %v", out, err)
 	}
@@ -97,7 +122,7 @@ func TestVersion(t *testing.T) {
 // shoal runs the CLI and returns its stdout and stderr.
 func shoal(t *testing.T, home string, args ...string) (string, string, error) {
 	t.Helper()
-	cmd := exec.Command(shoalBin, append([]string{"--home", home}, args...)...)
+	cmd := exec.Command(shoalBinary(t), append([]string{"--home", home}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -244,7 +269,7 @@ func TestFetchWithoutDaemon(t *testing.T) {
 	src := randomFile(t, 3<<20)
 	root := lastLine(mustShoal(t, homeA, "share", "--quiet", src))
 	dir := t.TempDir()
-	cmd := exec.Command(shoalBin, "--home", t.TempDir(), "fetch", root, "--peer", addrA)
+	cmd := exec.Command(shoalBinary(t), "--home", t.TempDir(), "fetch", root, "--peer", addrA)
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("fetch: %v\n%s", err, out)
@@ -313,7 +338,7 @@ func TestKill9ResumesFetch(t *testing.T) {
 	root := lastLine(mustShoal(t, homeA, "share", "--quiet", src))
 	c1, _ := startDaemon(t, homeC)
 	dst := filepath.Join(t.TempDir(), "out.bin")
-	bg := exec.Command(shoalBin, "--home", homeC, "fetch", root, "-o", dst, "--peer", addrA, "--quiet")
+	bg := exec.Command(shoalBinary(t), "--home", homeC, "fetch", root, "-o", dst, "--peer", addrA, "--quiet")
 	if err := bg.Start(); err != nil {
 		t.Fatal(err)
 	}

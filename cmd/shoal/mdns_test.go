@@ -52,7 +52,7 @@ func TestMDNSInNamespaces(t *testing.T) {
 	ids := make([]string, 2)
 	logs := make([]*syncBuffer, 2)
 	for i, ns := range []string{nsA, nsB} {
-		cmd := exec.Command("ip", "netns", "exec", ns, shoalBin, "--home", homes[i], "daemon",
+		cmd := exec.Command("ip", "netns", "exec", ns, shoalBinary(t), "--home", homes[i], "daemon",
 			"--mdns", "--log-level", "debug", "--listen", fmt.Sprintf("/ip4/10.231.7.%d/tcp/0", i+1))
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
