@@ -208,7 +208,13 @@ func allAlive(nodes []*testNode) bool {
 }
 
 func TestJoinTwentyNodes(t *testing.T) {
-	nodes := newCluster(t, 20, testCfg())
+	// Joining is under test, not detection speed: probe at the pace the
+	// contention test uses, so that 20 nodes under the race detector on a
+	// busy machine do not suspect each other while they join.
+	cfg := testCfg()
+	cfg.ProbeInterval = 500 * time.Millisecond
+	cfg.ProbeTimeout = 250 * time.Millisecond
+	nodes := newCluster(t, 20, cfg)
 	waitUntil(t, nodes, 30*time.Second, "every node to see 20 alive", func() bool { return allAlive(nodes) })
 	// Metadata travels with the members.
 	for _, mb := range nodes[5].m.Members() {
