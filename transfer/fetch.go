@@ -815,6 +815,12 @@ func (f *fetch) accept(a arrival) {
 			o.signal()
 		}
 	}
+	for _, o := range f.sessions {
+		if o.st != nil && o.dead == nil {
+			o.haves = append(o.haves, a.i)
+			o.signal()
+		}
+	}
 	complete := f.sched.complete()
 	f.mu.Unlock()
 	f.src.acquired(a.i)

@@ -66,6 +66,20 @@ func newScheduler(n int64, have Bitfield) *scheduler {
 
 func (sc *scheduler) complete() bool { return sc.done == sc.n }
 
+// doneBits returns the verified chunks, or nil if there are none.
+func (sc *scheduler) doneBits() Bitfield {
+	if sc.done == 0 {
+		return nil
+	}
+	b := NewBitfield(sc.n)
+	for i, st := range sc.state {
+		if st == chunkDone {
+			b.Set(int64(i))
+		}
+	}
+	return b
+}
+
 // add puts a missing chunk into its bucket.
 func (sc *scheduler) add(i int64) {
 	b := int(sc.avail[i])

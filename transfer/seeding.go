@@ -9,151 +9,304 @@ import (
 
 // Initial seeding. A node holding a whole root that several peers fetch
 // at once would, if it told each of them "I have everything", send the
-// same chunks to many of them: each picks at random among the chunks no
-// other peer holds yet, and they cannot see each other's requests to it.
-// Its upload, which bounds the whole swarm, would carry each chunk several
-// times. So when a peer opens a stream for a root that other peers are
-// fetching from it too, the node reveals its chunks to that peer a few
-// at a time, drawing them from one sequence shared by all its streams of
-// the root: the first pass gives each chunk to one peer, the next to a
-// second, and so on. The peers then trade what they got. A peer that has
-// been sent nearly all it was shown, or leaves shown chunks unasked for a
-// while (it got them from other peers), is shown more. The first batch
-// is smaller the more peers share the root, so that the first pass gives
-// every peer something different. (BitTorrent's "super-seeding" follows
-// the same idea.)
+// same chunks to many of them: each picks among the chunks no other peer
+// holds yet, and they cannot see each other's requests to it. Its upload,
+// which bounds the whole swarm, would carry each chunk several times.
+//
+// So the node keeps a view of the swarm it serves: for each chunk, how
+// many of the peers it has streams with hold it (fetchers tell their
+// providers each chunk they verify) or have been shown it by this node.
+// When a peer opens a stream for a root that other peers fetch from it
+// too, the node reveals its chunks to that peer a few at a time, each time
+// the ones the fewest of its peers hold or were shown: first every chunk
+// goes to one peer, and the peers trade what they got; the node's upload
+// goes to what nobody else can give. A peer is shown more when what it
+// was shown is nearly all sent or held, or when it leaves shown chunks
+// unasked for a while (it is busy elsewhere). BitTorrent's
+// "super-seeding" follows the same idea.
+//
+// A stream that was the only one when it opened was told the node holds
+// everything; its requests and the chunks it reports still count in the
+// view, so that the peers revealed to later do not get the same chunks.
 
 const (
 	revealFirst = 8 // chunks shown at first, at most
-	revealBatch = 4 // chunks shown each time a peer has asked for all it was shown
+	revealBatch = 4 // chunks shown each time a peer has nearly all it was shown
 )
 
-// seedSeq is the sequence a root's chunks are revealed in, shared by the
-// node's streams of that root.
-type seedSeq struct {
-	mu   sync.Mutex
-	next int64
-}
-
-// seedSeqs holds the sequences by root.
-type seedSeqs struct {
+// seedView is a complete source's view of the peers it serves a root to:
+// for each chunk, how many of them hold it or were shown it.
+type seedView struct {
 	mu    sync.Mutex
-	roots map[cid.Cid]*seedSeq
+	n     int64
+	count []int32
+	next  int64 // where the next search starts, so streams spread out
+	refs  int
+	// queued counts the chunks asked of this node and not yet sent or
+	// found elsewhere: the work its upload has ahead of it.
+	queued int64
 }
 
-func (x *seedSeqs) get(root cid.Cid) *seedSeq {
+// busyQueue is how many chunks asked of this node keep it from showing a
+// chunk that some peer already holds or was shown: while its upload is
+// busy with chunks nobody else has, a second copy would only delay them.
+const busyQueue = 4
+
+// seedViews holds the views by root while streams use them.
+type seedViews struct {
+	mu    sync.Mutex
+	roots map[cid.Cid]*seedView
+}
+
+// acquire returns root's view for a root of n chunks; release it when the
+// stream ends.
+func (x *seedViews) acquire(root cid.Cid, n int64) *seedView {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.roots == nil {
-		x.roots = make(map[cid.Cid]*seedSeq)
+		x.roots = make(map[cid.Cid]*seedView)
 	}
-	q := x.roots[root]
-	if q == nil {
+	v := x.roots[root]
+	if v == nil || v.n != n {
 		// Seeders of one root start at different places in it.
-		q = &seedSeq{next: rand.Int64N(1 << 40)}
-		x.roots[root] = q
+		v = &seedView{n: n, count: make([]int32, n), next: rand.Int64N(max(1, n))}
+		x.roots[root] = v
 	}
-	return q
+	v.refs++
+	return v
 }
 
-// revealer is one stream's view of initial seeding.
+func (x *seedViews) release(root cid.Cid, v *seedView) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if v.refs--; v.refs == 0 && x.roots[root] == v {
+		delete(x.roots, root)
+	}
+}
+
+// revealer is one stream's part in the view: what its peer holds or was
+// shown, and, when it reveals, what to show it next.
 type revealer struct {
-	seq *seedSeq
-	n   int64
+	v      *seedView
+	n      int64
+	reveal bool // chunks are shown a few at a time (else the peer was told "all")
 
 	mu         sync.Mutex
+	known      Bitfield // held or shown: counted in v.count
+	nKnown     int64
+	held       Bitfield // sent by this node, or the peer said it holds it
 	shown      Bitfield
-	nShown     int64
+	pending    int64 // shown, not held
+	unasked    int64 // shown, neither asked for nor held
 	asked      Bitfield
-	sent       Bitfield
-	unasked    int64 // shown, not asked for yet
-	unsent     int64 // shown, not sent yet
+	queued     int64 // asked, not held: this stream's part of v.queued
 	batch      int64
-	askedSince bool  // a request came since the last tick
-	fill       int64 // chunks below it were all shown (the in-order fill)
-	want       bool  // the writer should show more
+	askedSince bool // a request came since the last tick
+	want       bool // the writer should show more
+	closed     bool
 }
 
-// newRevealer returns a stream's revealer for a root of n chunks that
-// streams peers fetch from this node.
-func newRevealer(seq *seedSeq, n int64, streams int) *revealer {
+// newRevealer returns a stream's part in view v. With reveal, the stream
+// is shown chunks a few at a time, the first batch sized for the number
+// of streams the root has here.
+func newRevealer(v *seedView, reveal bool, streams int) *revealer {
+	n := v.n
 	first := min(revealFirst, max(1, n/int64(2*max(1, streams))))
-	return &revealer{seq: seq, n: n, shown: NewBitfield(n), asked: NewBitfield(n), sent: NewBitfield(n), batch: first, want: true}
+	return &revealer{
+		v: v, n: n, reveal: reveal,
+		known: NewBitfield(n), held: NewBitfield(n), shown: NewBitfield(n), asked: NewBitfield(n),
+		batch: first, want: reveal,
+	}
 }
 
-// requested notes a request for chunk i.
+// knowLocked counts chunk i for this stream's peer in the view (r.mu held).
+func (r *revealer) knowLocked(i int64) {
+	if r.known.Has(i) || r.closed {
+		return
+	}
+	r.known.Set(i)
+	r.nKnown++
+	r.v.mu.Lock()
+	r.v.count[i]++
+	r.v.mu.Unlock()
+}
+
+// holdLocked records that the peer holds chunk i (r.mu held).
+func (r *revealer) holdLocked(i int64) {
+	if r.held.Has(i) {
+		return
+	}
+	r.held.Set(i)
+	r.knowLocked(i)
+	if r.asked.Has(i) && !r.closed {
+		r.queued--
+		r.v.mu.Lock()
+		r.v.queued--
+		r.v.mu.Unlock()
+	}
+	if r.shown.Has(i) {
+		r.pending--
+		if !r.asked.Has(i) {
+			r.unasked--
+		}
+	}
+	if r.reveal && !r.want && r.pending <= 1 && r.nKnown < r.n {
+		r.want = true
+	}
+}
+
+// holds records that the peer says it holds chunk i (i < n). It reports
+// whether the writer should show more now.
+func (r *revealer) holds(i int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.holdLocked(i)
+	return r.want
+}
+
+// requested notes a request for chunk i (i < n).
 func (r *revealer) requested(i int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.askedSince = true
-	if r.shown.Has(i) && !r.asked.Has(i) {
-		r.asked.Set(i)
+	// A peer told "all" will hold what it asks for: count it now, so that
+	// it is not revealed to others as if nobody had it.
+	r.knowLocked(i)
+	if r.asked.Has(i) || r.held.Has(i) {
+		return
+	}
+	if r.shown.Has(i) {
 		r.unasked--
+	}
+	r.asked.Set(i)
+	if !r.closed {
+		r.queued++
+		r.v.mu.Lock()
+		r.v.queued++
+		r.v.mu.Unlock()
 	}
 }
 
-// served notes that chunk i went to the peer; when little of what it
-// was shown is left to send, it is shown more. It reports whether the
+// served notes that chunk i went to the peer. It reports whether the
 // writer should show more now.
 func (r *revealer) served(i int64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.shown.Has(i) && !r.sent.Has(i) {
-		r.sent.Set(i)
-		r.unsent--
-	}
-	if !r.want && r.unsent <= 1 && r.nShown < r.n {
-		r.want = true
-	}
-	return r.want
+	return r.holds(i)
 }
 
 // tick is called now and then: a peer that left shown chunks unasked for
-// a whole tick has likely found them elsewhere; show it more.
+// a whole tick is busy elsewhere or found them elsewhere; show it more.
 func (r *revealer) tick() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.askedSince && r.unasked > 0 && r.nShown < r.n {
+	if r.reveal && !r.askedSince && r.unasked > 0 && r.nKnown < r.n {
 		r.want = true
 	}
 	r.askedSince = false
 }
 
-// take returns the chunks to show next (nil if none are due).
+// take returns the chunks to show next (nil if none are due): those the
+// peer neither holds nor was shown that the fewest peers hold or were
+// shown.
 func (r *revealer) take() []int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.want || r.nShown >= r.n {
+	if !r.want || !r.reveal || r.nKnown >= r.n || r.closed {
 		r.want = false
 		return nil
 	}
-	r.want = false
-	var out []int64
-	r.seq.mu.Lock()
-	for tries := int64(0); int64(len(out)) < r.batch && r.nShown < r.n && tries < 4*r.batch+64; tries++ {
-		i := r.seq.next % r.n
-		r.seq.next++
-		if r.shown.Has(i) {
-			continue
-		}
+	out, held := r.v.pick(r.known, r.batch)
+	// Chunks others have are held back while this node is busy: keep
+	// wanting, to show them when it is not.
+	r.want = held
+	for _, i := range out {
+		r.known.Set(i) // counted by pick
+		r.nKnown++
 		r.shown.Set(i)
-		r.nShown++
-		r.unasked++
-		r.unsent++
-		out = append(out, i)
-	}
-	r.seq.mu.Unlock()
-	// The shared sequence may skip this stream's chunks for a whole
-	// pass; fill the batch from the rest in order.
-	for ; int64(len(out)) < r.batch && r.fill < r.n && r.nShown < r.n; r.fill++ {
-		if i := r.fill; !r.shown.Has(i) {
-			r.shown.Set(i)
-			r.nShown++
+		if !r.held.Has(i) {
+			r.pending++
 			r.unasked++
-			r.unsent++
-			out = append(out, i)
 		}
 	}
 	r.batch = revealBatch // the first batch only is sized by the crowd
 	return out
+}
+
+// close takes the stream's peer out of the view.
+func (r *revealer) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.closed = true
+	r.v.mu.Lock()
+	for i := int64(0); i < r.n; i++ {
+		if r.known.Has(i) {
+			r.v.count[i]--
+		}
+	}
+	r.v.queued -= r.queued
+	r.v.mu.Unlock()
+}
+
+// pick returns up to k chunks not in known with the lowest counts, and
+// counts them. The search starts where the last one left off, so that
+// among equally rare chunks each stream gets different ones. While
+// busyQueue chunks or more are asked of this node, only chunks no peer
+// holds or was shown are picked; held reports whether others were left
+// out for that.
+func (v *seedView) pick(known Bitfield, k int64) (out []int64, held bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.n == 0 || k <= 0 {
+		return nil, false
+	}
+	// best holds the k rarest candidates so far, in the order met; a
+	// rarer one replaces the commonest.
+	best := make([]int64, 0, k)
+	worst := func() int {
+		w := 0
+		for j := range best {
+			if v.count[best[j]] > v.count[best[w]] {
+				w = j
+			}
+		}
+		return w
+	}
+	start := v.next % v.n
+	var last int64 = -1
+	for d := int64(0); d < v.n; d++ {
+		i := (start + d) % v.n
+		if known.Has(i) {
+			continue
+		}
+		if int64(len(best)) < k {
+			best = append(best, i)
+		} else if w := worst(); v.count[i] < v.count[best[w]] {
+			best[w] = i
+		} else {
+			continue
+		}
+		last = i
+		if int64(len(best)) == k && v.count[best[worst()]] == 0 {
+			break // nothing is rarer than held by none
+		}
+	}
+	if last >= 0 {
+		v.next = last + 1
+	}
+	if v.queued >= busyQueue {
+		fresh := best[:0]
+		for _, i := range best {
+			if v.count[i] == 0 {
+				fresh = append(fresh, i)
+			}
+		}
+		held = len(fresh) < len(best)
+		best = fresh
+	}
+	for _, i := range best {
+		v.count[i]++
+	}
+	return best, held
 }

@@ -1,14 +1,44 @@
 package transfer
 
-import "testing"
+import (
+	"testing"
 
-// Streams of one root are shown different chunks first; each is shown
-// more as it asks for what it was shown, or asks for nothing for a tick;
-// in the end each has seen every chunk.
+	"github.com/ipfs/go-cid"
+)
+
+// showAll drives r until it shows nothing more, as a peer that is sent
+// each chunk it is shown would, and returns the chunks in the order shown.
+func showAll(t *testing.T, r *revealer) []int64 {
+	t.Helper()
+	var order []int64
+	for rounds := 0; rounds <= int(r.n)+1; rounds++ {
+		got := r.take()
+		if len(got) == 0 {
+			r.want = true // as a tick would
+			if got = r.take(); len(got) == 0 {
+				return order
+			}
+		}
+		for _, i := range got {
+			r.requested(i)
+			r.served(i)
+		}
+		order = append(order, got...)
+	}
+	t.Fatal("shows chunks forever")
+	return nil
+}
+
+// Streams of one root are shown different chunks until every chunk has
+// been shown once; each is shown more as it is sent what it was shown,
+// or asks for nothing for a tick; in the end each has seen every chunk
+// once.
 func TestRevealerSharesChunksOut(t *testing.T) {
 	const n = 200
-	seq := &seedSeq{}
-	a, b := newRevealer(seq, n, 2), newRevealer(seq, n, 2)
+	var views seedViews
+	root := cid.Cid{}
+	v := views.acquire(root, n)
+	a, b := newRevealer(v, true, 2), newRevealer(v, true, 2)
 	firstA, firstB := a.take(), b.take()
 	if len(firstA) != revealFirst || len(firstB) != revealFirst {
 		t.Fatalf("first batches: %d and %d", len(firstA), len(firstB))
@@ -40,35 +70,112 @@ func TestRevealerSharesChunksOut(t *testing.T) {
 	if more := b.take(); len(more) == 0 {
 		t.Fatal("a peer that asked for nothing was shown nothing more")
 	}
+	// Until every chunk has gone out once, no chunk goes out twice.
+	for {
+		got := a.take()
+		if len(got) == 0 {
+			a.want = true
+			got = a.take()
+		}
+		dup := false
+		for _, i := range got {
+			if b.known.Has(i) {
+				dup = true
+			}
+			a.requested(i)
+			a.served(i)
+		}
+		if dup {
+			if free := n - countKnown(v); free > 0 {
+				t.Fatalf("a chunk went out twice while %d had not gone out", free)
+			}
+			break
+		}
+		if len(got) == 0 {
+			t.Fatal("a stopped being shown chunks")
+		}
+	}
 	// Eventually everything, each chunk once per stream.
 	for _, r := range []*revealer{a, b} {
-		got := map[int64]bool{}
-		for i := int64(0); i < n; i++ {
-			if r.shown.Has(i) {
-				got[i] = true
-			}
+		showAll(t, r)
+		if r.shown.Count() != n {
+			t.Fatalf("shown %d of %d", r.shown.Count(), n)
 		}
-		for rounds := 0; r.nShown < n; rounds++ {
-			if rounds > n {
-				t.Fatal("never shows everything")
-			}
-			r.tick()
-			r.tick()
-			for i := int64(0); i < n; i++ {
-				if r.shown.Has(i) && !r.asked.Has(i) {
-					r.requested(i)
-					r.served(i)
-				}
-			}
-			for _, i := range r.take() {
-				if got[i] {
-					t.Fatalf("chunk %d shown twice", i)
-				}
-				got[i] = true
-			}
+	}
+	a.close()
+	b.close()
+	views.release(root, v)
+	views.release(root, v)
+	for i, c := range v.count {
+		if c != 0 {
+			t.Fatalf("chunk %d still counted %d times after both streams closed", i, c)
 		}
-		if len(got) != n {
-			t.Fatalf("shown %d of %d", len(got), n)
+	}
+	if len(views.roots) != 0 {
+		t.Fatal("view kept after its streams ended")
+	}
+}
+
+// countKnown returns how many chunks some stream holds or was shown.
+func countKnown(v *seedView) int64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var k int64
+	for _, c := range v.count {
+		if c > 0 {
+			k++
+		}
+	}
+	return k
+}
+
+// A peer is shown first what no peer holds: chunks another peer reports
+// holding, or asked for while told "all", go out last.
+func TestRevealerShowsRarestFirst(t *testing.T) {
+	const n = 64
+	var views seedViews
+	v := views.acquire(cid.Cid{}, n)
+	all := newRevealer(v, false, 1) // the first stream, told "all"
+	if got := all.take(); got != nil {
+		t.Fatalf("a stream told all was shown %v", got)
+	}
+	// It asks for the first quarter; another peer reports holding the
+	// second quarter.
+	for i := int64(0); i < n/4; i++ {
+		all.requested(i)
+	}
+	other := newRevealer(v, true, 3)
+	for i := int64(n / 4); i < n/2; i++ {
+		other.holds(i)
+	}
+	r := newRevealer(v, true, 3)
+	order := showAll(t, r)
+	// While the first stream's 16 requests wait, the node is busy: it
+	// shows only the chunks nobody has.
+	if int64(len(order)) != n/2 {
+		t.Fatalf("shown %d chunks while busy, want the %d nobody has", len(order), n/2)
+	}
+	for k, i := range order {
+		if i < n/2 {
+			t.Fatalf("chunk %d (held or asked for elsewhere) shown %dth, before the chunks nobody has", i, k+1)
+		}
+	}
+	// Once they are sent, the rest is shown too.
+	for i := int64(0); i < n/4; i++ {
+		all.served(i)
+	}
+	order = append(order, showAll(t, r)...)
+	if int64(len(order)) != n {
+		t.Fatalf("shown %d of %d", len(order), n)
+	}
+	// What the peer reports holding is never shown to it.
+	q := newRevealer(v, true, 3)
+	for i := int64(0); i < n; i += 2 {
+		q.holds(i)
+	}
+	for _, i := range showAll(t, q) {
+		if i%2 == 0 {
+			t.Fatalf("chunk %d shown to the peer that holds it", i)
 		}
 	}
 }

@@ -149,9 +149,18 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 	// fetch from it as well.
 	s.addProviderToFetches(open.Root, p)
 	var rv *revealer
-	if have == nil && s.pex.count(open.Root) > 1 && src.m.NumChunks() > revealFirst {
-		// Other peers fetch this root from here too: initial seeding.
-		rv = newRevealer(s.seeds.get(open.Root), src.m.NumChunks(), s.pex.count(open.Root))
+	if have == nil {
+		// This node holds the whole root: it takes part in initial
+		// seeding. If other peers fetch the root from here too, this one
+		// is shown chunks a few at a time; else it is told "all".
+		n := src.m.NumChunks()
+		v := s.seeds.acquire(open.Root, n)
+		defer s.seeds.release(open.Root, v)
+		streams := s.pex.count(open.Root)
+		rv = newRevealer(v, streams > 1 && n > revealFirst, streams)
+		defer rv.close()
+	}
+	if rv != nil && rv.reveal {
 		if err := w.Write(&wire.Msg{Type: wire.THave, Start: 0, Bits: make([]byte, min(wire.MaxBitsBytes, (src.m.NumChunks()+7)/8))}, nil); err != nil {
 			return err
 		}
@@ -218,6 +227,32 @@ func (s *Service) serveReader(r *wire.Reader, src *source, q *serveQueue, w *wir
 			}
 		case wire.TCancel:
 			q.cancel(m.Index)
+		case wire.THaveUpdate:
+			// The fetcher verified a chunk (from here or elsewhere).
+			if m.Index >= n {
+				return fmt.Errorf("%w: have-update for chunk %d of %d", wire.ErrProtocol, m.Index, n)
+			}
+			if rv != nil && rv.holds(int64(m.Index)) {
+				q.signal()
+			}
+		case wire.THave:
+			// What the fetcher holds when it opens the stream.
+			if m.Start >= n || uint64(len(m.Bits))*8 > n-m.Start+7 {
+				return fmt.Errorf("%w: have bits beyond %d chunks", wire.ErrProtocol, n)
+			}
+			if rv != nil {
+				more := false
+				for k, b := range m.Bits {
+					for bit := uint64(0); b != 0 && bit < 8; bit++ {
+						if i := m.Start + uint64(k)*8 + bit; b&(0x80>>bit) != 0 && i < n {
+							more = rv.holds(int64(i))
+						}
+					}
+				}
+				if more {
+					q.signal()
+				}
+			}
 		default:
 			return fmt.Errorf("%w: unexpected %v from the fetching side", wire.ErrProtocol, m.Type)
 		}

@@ -159,7 +159,7 @@ type Service struct {
 	limit *rate.Limiter            // nil: unlimited upload
 
 	srcAdded   chan struct{} // closed when a source is added
-	seeds      seedSeqs      // initial seeding sequences by root
+	seeds      seedViews     // initial seeding: complete roots' views of their swarms
 	pex        pexSet        // peers served per root (peer exchange)
 	denied     atomic.Int64  // streams refused by Config.Authorize
 	uploads    atomic.Int64  // streams being served

@@ -38,6 +38,7 @@ type session struct {
 	inflight  map[int64]time.Time
 	cancelled map[int64]int // requests cancelled per chunk, whose answers may still arrive
 	cancels   []int64       // cancels to send
+	haves     []int64       // chunks verified since the stream opened, to tell the provider
 	window    int
 	lastProg  time.Time // last arrival, or when the in-flight set last became non-empty
 	stalls    int
@@ -169,6 +170,13 @@ func (s *session) open(ctx context.Context) error {
 		return context.Canceled
 	}
 	s.st = st
+	// The provider learns what this node holds (a seeding provider shows
+	// it other chunks); later chunks follow as they are verified.
+	var held Bitfield
+	if s.f.sched != nil {
+		held = s.f.sched.doneBits()
+	}
+	s.haves = nil
 	s.f.mu.Unlock()
 	s.w = wire.NewWriter(st, 64<<10)
 	s.wmu.Lock()
@@ -176,6 +184,13 @@ func (s *session) open(ctx context.Context) error {
 	if err := s.w.Write(&wire.Msg{Type: wire.TOpen, Root: s.f.root}, nil); err != nil {
 		st.Reset()
 		return err
+	}
+	for start := 0; start < len(held); start += wire.MaxBitsBytes {
+		end := min(start+wire.MaxBitsBytes, len(held))
+		if err := s.w.Write(&wire.Msg{Type: wire.THave, Start: uint64(start) * 8, Bits: held[start:end]}, nil); err != nil {
+			st.Reset()
+			return err
+		}
 	}
 	if err := s.w.Flush(); err != nil {
 		st.Reset()
@@ -203,6 +218,8 @@ func (s *session) sendLoop(ctx context.Context) {
 		reqs = reqs[:0]
 		cancels := s.cancels
 		s.cancels = nil
+		haves := s.haves
+		s.haves = nil
 		if f.sched != nil && s.ready {
 			now := time.Now()
 			for len(s.inflight) < s.window {
@@ -221,7 +238,7 @@ func (s *session) sendLoop(ctx context.Context) {
 			}
 		}
 		f.mu.Unlock()
-		if len(reqs) == 0 && len(cancels) == 0 {
+		if len(reqs) == 0 && len(cancels) == 0 && len(haves) == 0 {
 			continue
 		}
 		s.wmu.Lock()
@@ -229,6 +246,11 @@ func (s *session) sendLoop(ctx context.Context) {
 		for _, i := range cancels {
 			if err == nil {
 				err = s.w.Write(&wire.Msg{Type: wire.TCancel, Index: uint64(i)}, nil)
+			}
+		}
+		for _, i := range haves {
+			if err == nil {
+				err = s.w.Write(&wire.Msg{Type: wire.THaveUpdate, Index: uint64(i)}, nil)
 			}
 		}
 		for _, i := range reqs {

@@ -41,4 +41,10 @@
 // and its payload, or Error{Code, About, Ref} where Ref is the ID
 // (About=block) or Index (About=chunk). A cancelled request that was
 // already being sent may still arrive.
+//
+// The client also tells the server what it holds: after Open, the Have
+// messages of the chunks it already verified (none if it holds none), and
+// then a HaveUpdate for each chunk it verifies, from whichever peer. A
+// server seeding a whole root uses them to show each peer the chunks the
+// fewest of its peers hold; others may ignore them.
 package wire

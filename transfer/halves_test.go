@@ -1,0 +1,173 @@
+package transfer
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/shoalnet/shoal/transfer/manifest"
+)
+
+// newHostService returns a Service on a new loopback host.
+func newHostService(t *testing.T) (*Service, host.Host) {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(h, db, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Close()
+		h.Close()
+		db.Close()
+	})
+	return s, h
+}
+
+// resumeWith leaves in s the state of a fetch of m to dst interrupted
+// after it verified the chunks in held, as a crash would: the manifest's
+// blocks, the partial copy with those chunks, and the record of them.
+func resumeWith(t *testing.T, s *Service, root cid.Cid, m *manifest.Manifest, blocks map[cid.Cid][]byte, data []byte, dst string, held Bitfield) {
+	t.Helper()
+	if err := putBlocks(s.db, blocks); err != nil {
+		t.Fatal(err)
+	}
+	partial := make([]byte, len(data))
+	for i := int64(0); i < m.NumChunks(); i++ {
+		if held.Has(i) {
+			off := i * m.ChunkSize
+			copy(partial[off:off+m.ChunkLen(i)], data[off:])
+		}
+	}
+	temp := tempPath(dst)
+	if err := os.WriteFile(temp, partial, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := savePartial(s.db, &partialRecord{Root: root, Dst: dst, Temp: temp, Started: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := saveBits(s.db, root, dst, held); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Partial seeding: two fetchers that each hold half of a root, and no
+// peer that holds all of it, complete it from each other: each receives
+// exactly the half it lacks, every chunk once.
+func TestFetchersEachHoldingHalf(t *testing.T) {
+	const size = 8<<20 + 12345 // 9 chunks of 1 MiB, the last one short
+	// Index the content once, in a service of its own, for the manifest.
+	ix := newPipeService(t)
+	srcPath, rec, m := shareFile(t, ix, size)
+	data, err := os.ReadFile(srcPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := map[cid.Cid][]byte{}
+	set, err := ix.manifestBlocks(rec.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c := range set {
+		b, err := getBlock(ix.db, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks[c] = b
+	}
+
+	n := m.NumChunks()
+	a, ha := newHostService(t)
+	b, hb := newHostService(t)
+	if err := ha.Connect(context.Background(), peer.AddrInfo{ID: hb.ID(), Addrs: hb.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	first, second := NewBitfield(n), NewBitfield(n)
+	for i := int64(0); i < n; i++ {
+		if i < n/2 {
+			first.Set(i)
+		} else {
+			second.Set(i)
+		}
+	}
+	dstA := filepath.Join(t.TempDir(), "f.bin")
+	dstB := filepath.Join(t.TempDir(), "f.bin")
+	resumeWith(t, a, rec.Root, m, blocks, data, dstA, first)
+	resumeWith(t, b, rec.Root, m, blocks, data, dstB, second)
+
+	type out struct {
+		res *Result
+		err error
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	results := make(chan out, 2)
+	go func() {
+		res, err := a.Fetch(ctx, rec.Root, dstA, FetchOptions{Peers: []peer.ID{hb.ID()}})
+		results <- out{res, err}
+	}()
+	go func() {
+		res, err := b.Fetch(ctx, rec.Root, dstB, FetchOptions{Peers: []peer.ID{ha.ID()}})
+		results <- out{res, err}
+	}()
+	for range 2 {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		p := r.res.Progress
+		held := first
+		if r.res.Path == dstB {
+			held = second
+		}
+		lacked := n - held.Count()
+		if p.Resumed != held.Count() {
+			t.Errorf("%s: resumed %d chunks, held %d", r.res.Path, p.Resumed, held.Count())
+		}
+		if p.Duplicates != 0 {
+			t.Errorf("%s: %d duplicate chunks", r.res.Path, p.Duplicates)
+		}
+		if len(p.Peers) != 1 || p.Peers[0].Chunks != lacked {
+			t.Errorf("%s: want the %d chunks it lacked from the other fetcher, got %+v", r.res.Path, lacked, p.Peers)
+		}
+		if p.Received != size-sizeOf(m, held) {
+			t.Errorf("%s: received %d bytes, lacked %d", r.res.Path, p.Received, size-sizeOf(m, held))
+		}
+	}
+	for _, dst := range []string{dstA, dstB} {
+		got, err := os.ReadFile(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("%s differs from the source", dst)
+		}
+	}
+}
+
+// sizeOf returns the bytes of the chunks in b.
+func sizeOf(m *manifest.Manifest, b Bitfield) int64 {
+	var s int64
+	for i := int64(0); i < m.NumChunks(); i++ {
+		if b.Has(i) {
+			s += m.ChunkLen(i)
+		}
+	}
+	return s
+}
