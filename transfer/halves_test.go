@@ -3,8 +3,10 @@ package transfer
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +30,11 @@ func newHostService(t *testing.T) (*Service, host.Host) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(h, db, DefaultConfig())
+	cfg := DefaultConfig()
+	if os.Getenv("SHOAL_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("host", h.ID().ShortString())
+	}
+	s, err := New(h, db, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +75,8 @@ func resumeWith(t *testing.T, s *Service, root cid.Cid, m *manifest.Manifest, bl
 
 // Partial seeding: two fetchers that each hold half of a root, and no
 // peer that holds all of it, complete it from each other: each receives
-// exactly the half it lacks, every chunk once.
+// exactly the half it lacks, every chunk once. The one that completes
+// first goes on serving the other while it renames its copy into place.
 func TestFetchersEachHoldingHalf(t *testing.T) {
 	const size = 8<<20 + 12345 // 9 chunks of 1 MiB, the last one short
 	// Index the content once, in a service of its own, for the manifest.
@@ -118,17 +125,22 @@ func TestFetchersEachHoldingHalf(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	results := make(chan out, 2)
-	go func() {
-		res, err := a.Fetch(ctx, rec.Root, dstA, FetchOptions{Peers: []peer.ID{hb.ID()}})
+	var last [2]atomic.Pointer[Progress]
+	fetch := func(k int, s *Service, dst string, from peer.ID) {
+		res, err := s.Fetch(ctx, rec.Root, dst, FetchOptions{Peers: []peer.ID{from},
+			Progress: func(p Progress) { last[k].Store(&p) }})
 		results <- out{res, err}
-	}()
-	go func() {
-		res, err := b.Fetch(ctx, rec.Root, dstB, FetchOptions{Peers: []peer.ID{ha.ID()}})
-		results <- out{res, err}
-	}()
+	}
+	go fetch(0, a, dstA, hb.ID())
+	go fetch(1, b, dstB, ha.ID())
 	for range 2 {
 		r := <-results
 		if r.err != nil {
+			for k := range last {
+				if p := last[k].Load(); p != nil {
+					t.Logf("fetch %d: %+v", k, *p)
+				}
+			}
 			t.Fatal(r.err)
 		}
 		p := r.res.Progress

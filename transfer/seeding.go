@@ -32,6 +32,14 @@ import (
 const (
 	revealFirst = 8 // chunks shown at first, at most
 	revealBatch = 4 // chunks shown each time a peer has nearly all it was shown
+
+	// A peer alone in fetching the root from this node is shown aloneBatch
+	// chunks whenever fewer than aloneAhead of those it was shown are left
+	// for it to ask for, so that its requests never wait for a showing;
+	// it is not told "all", so that peers that come later are not sent
+	// what it was.
+	aloneBatch = 16
+	aloneAhead = 8
 )
 
 // seedView is a complete source's view of the peers it serves a root to:
@@ -41,7 +49,7 @@ type seedView struct {
 	n     int64
 	count []int32
 	next  int64 // where the next search starts, so streams spread out
-	refs  int
+	refs  int   // streams using the view (changed with seedViews.mu held too)
 	// queued counts the chunks asked of this node and not yet sent or
 	// found elsewhere: the work its upload has ahead of it.
 	queued int64
@@ -50,7 +58,7 @@ type seedView struct {
 // busyQueue is how many chunks asked of this node keep it from showing a
 // chunk that some peer already holds or was shown: while its upload is
 // busy with chunks nobody else has, a second copy would only delay them.
-const busyQueue = 4
+const busyQueue = 1
 
 // seedViews holds the views by root while streams use them.
 type seedViews struct {
@@ -72,14 +80,20 @@ func (x *seedViews) acquire(root cid.Cid, n int64) *seedView {
 		v = &seedView{n: n, count: make([]int32, n), next: rand.Int64N(max(1, n))}
 		x.roots[root] = v
 	}
+	v.mu.Lock()
 	v.refs++
+	v.mu.Unlock()
 	return v
 }
 
 func (x *seedViews) release(root cid.Cid, v *seedView) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if v.refs--; v.refs == 0 && x.roots[root] == v {
+	v.mu.Lock()
+	v.refs--
+	gone := v.refs == 0
+	v.mu.Unlock()
+	if gone && x.roots[root] == v {
 		delete(x.roots, root)
 	}
 }
@@ -101,8 +115,9 @@ type revealer struct {
 	asked      Bitfield
 	queued     int64 // asked, not held: this stream's part of v.queued
 	batch      int64
-	askedSince bool // a request came since the last tick
-	want       bool // the writer should show more
+	fresh, dup int64 // chunks sent that no other peer held or was shown, and others
+	askedSince bool  // a request came since the last tick
+	want       bool  // the writer should show more
 	closed     bool
 }
 
@@ -112,6 +127,9 @@ type revealer struct {
 func newRevealer(v *seedView, reveal bool, streams int) *revealer {
 	n := v.n
 	first := min(revealFirst, max(1, n/int64(2*max(1, streams))))
+	if streams <= 1 {
+		first = aloneBatch
+	}
 	return &revealer{
 		v: v, n: n, reveal: reveal,
 		known: NewBitfield(n), held: NewBitfield(n), shown: NewBitfield(n), asked: NewBitfield(n),
@@ -150,9 +168,26 @@ func (r *revealer) holdLocked(i int64) {
 			r.unasked--
 		}
 	}
-	if r.reveal && !r.want && r.pending <= 1 && r.nKnown < r.n {
+	r.checkWantLocked()
+}
+
+// checkWantLocked sets r.want when the peer should be shown more (r.mu
+// held).
+func (r *revealer) checkWantLocked() {
+	if !r.reveal || r.want || r.nKnown >= r.n || r.closed {
+		return
+	}
+	if r.pending <= 1 || (r.unasked < aloneAhead && r.alone()) {
 		r.want = true
 	}
+}
+
+// alone reports whether the peer is the only one this node serves the
+// root to.
+func (r *revealer) alone() bool {
+	r.v.mu.Lock()
+	defer r.v.mu.Unlock()
+	return r.v.refs == 1
 }
 
 // holds records that the peer says it holds chunk i (i < n). It reports
@@ -185,12 +220,36 @@ func (r *revealer) requested(i int64) {
 		r.v.queued++
 		r.v.mu.Unlock()
 	}
+	r.checkWantLocked()
 }
 
 // served notes that chunk i went to the peer. It reports whether the
 // writer should show more now.
 func (r *revealer) served(i int64) bool {
-	return r.holds(i)
+	r.mu.Lock()
+	r.v.mu.Lock()
+	others := r.v.count[i]
+	r.v.mu.Unlock()
+	if r.known.Has(i) {
+		others--
+	}
+	if others > 0 {
+		r.dup++
+	} else {
+		r.fresh++
+	}
+	r.holdLocked(i)
+	want := r.want
+	r.mu.Unlock()
+	return want
+}
+
+// sent returns how many chunks went to the peer that no other peer held
+// or was shown, and how many others.
+func (r *revealer) sent() (fresh, dup int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fresh, r.dup
 }
 
 // tick is called now and then: a peer that left shown chunks unasked for
@@ -214,7 +273,11 @@ func (r *revealer) take() []int64 {
 		r.want = false
 		return nil
 	}
-	out, held := r.v.pick(r.known, r.batch)
+	batch := r.batch
+	if r.alone() {
+		batch = aloneBatch
+	}
+	out, held := r.v.pick(r.known, batch)
 	// Chunks others have are held back while this node is busy: keep
 	// wanting, to show them when it is not.
 	r.want = held

@@ -37,7 +37,8 @@ func TestRevealerSharesChunksOut(t *testing.T) {
 	const n = 200
 	var views seedViews
 	root := cid.Cid{}
-	v := views.acquire(root, n)
+	v := views.acquire(root, n) // one reference per stream, as serve takes
+	views.acquire(root, n)
 	a, b := newRevealer(v, true, 2), newRevealer(v, true, 2)
 	firstA, firstB := a.take(), b.take()
 	if len(firstA) != revealFirst || len(firstB) != revealFirst {
@@ -135,7 +136,10 @@ func TestRevealerShowsRarestFirst(t *testing.T) {
 	const n = 64
 	var views seedViews
 	v := views.acquire(cid.Cid{}, n)
-	all := newRevealer(v, false, 1) // the first stream, told "all"
+	for range 3 {
+		views.acquire(cid.Cid{}, n) // the streams below
+	}
+	all := newRevealer(v, false, 1) // a stream told "all"
 	if got := all.take(); got != nil {
 		t.Fatalf("a stream told all was shown %v", got)
 	}
@@ -177,5 +181,45 @@ func TestRevealerShowsRarestFirst(t *testing.T) {
 		if i%2 == 0 {
 			t.Fatalf("chunk %d shown to the peer that holds it", i)
 		}
+	}
+}
+
+// A peer alone in fetching a root is shown chunks well ahead of its
+// requests; a peer that comes later is shown other chunks.
+func TestRevealerAlonePeerShownAhead(t *testing.T) {
+	const n = 200
+	var views seedViews
+	v := views.acquire(cid.Cid{}, n)
+	a := newRevealer(v, true, 1)
+	first := a.take()
+	if len(first) != aloneBatch {
+		t.Fatalf("first batch of %d, want %d", len(first), aloneBatch)
+	}
+	// It asks for chunks; once fewer than aloneAhead are left to ask
+	// for, it is shown more, before any was sent.
+	for k, i := range first {
+		a.requested(i)
+		left := aloneBatch - (k + 1)
+		if more := a.take(); (len(more) > 0) != (left < aloneAhead) {
+			t.Fatalf("%d left to ask for: shown %d more", left, len(more))
+		} else if len(more) > 0 {
+			first = append(first, more...)
+			break
+		}
+	}
+	// A second peer comes: it is shown none of what a was shown.
+	views.acquire(cid.Cid{}, n)
+	b := newRevealer(v, true, 2)
+	for _, i := range b.take() {
+		if a.known.Has(i) {
+			t.Fatalf("chunk %d shown to the newcomer and to the first peer", i)
+		}
+	}
+	// And a, no longer alone, is shown more only when it has nearly all.
+	for _, i := range first {
+		a.requested(i)
+	}
+	if more := a.take(); len(more) != 0 {
+		t.Fatalf("shown %d more with %d chunks still to send", len(more), len(first))
 	}
 }

@@ -150,15 +150,19 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 	s.addProviderToFetches(open.Root, p)
 	var rv *revealer
 	if have == nil {
-		// This node holds the whole root: it takes part in initial
-		// seeding. If other peers fetch the root from here too, this one
-		// is shown chunks a few at a time; else it is told "all".
+		// This node holds the whole root: initial seeding. The peer is
+		// shown chunks a few at a time (see seeding.go); a root of few
+		// chunks is shown at once.
 		n := src.m.NumChunks()
 		v := s.seeds.acquire(open.Root, n)
 		defer s.seeds.release(open.Root, v)
 		streams := s.pex.count(open.Root)
-		rv = newRevealer(v, streams > 1 && n > revealFirst, streams)
-		defer rv.close()
+		rv = newRevealer(v, n > aloneBatch, streams)
+		defer func() {
+			fresh, dup := rv.sent()
+			s.log.Debug("seeding stream ended", "root", open.Root, "peer", p, "shown", rv.reveal, "fresh", fresh, "second_copies", dup)
+			rv.close()
+		}()
 	}
 	if rv != nil && rv.reveal {
 		if err := w.Write(&wire.Msg{Type: wire.THave, Start: 0, Bits: make([]byte, min(wire.MaxBitsBytes, (src.m.NumChunks()+7)/8))}, nil); err != nil {
@@ -397,8 +401,11 @@ func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req r
 					"root", src.root, "err", err)
 			}
 		} else if src.rec == nil {
-			// A partial copy being renamed into place: the chunk is not
-			// to be had here for a moment.
+			// A fetch that just completed is renaming its copy into
+			// place: answer from the share it becomes.
+			if cur := s.awaitHandover(ctx, src); cur != nil {
+				return s.answer(ctx, w, cur, req)
+			}
 			code = wire.CodeUnavailable
 		} else {
 			s.log.Warn("read chunk", "root", src.root, "chunk", i, "err", err)
@@ -414,4 +421,40 @@ func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req r
 		}
 	}
 	return w.Write(&wire.Msg{Type: wire.TChunk, Index: req.id}, *buf)
+}
+
+// handoverWait bounds how long a chunk request waits for a completed
+// fetch's copy to become a share.
+const handoverWait = 10 * time.Second
+
+// awaitHandover waits for the partial source src of a fetch that is
+// finishing to be replaced by the share at its destination, and returns
+// that; nil if the fetch failed or it takes longer than handoverWait.
+func (s *Service) awaitHandover(ctx context.Context, src *source) *source {
+	t := time.NewTimer(handoverWait)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		cur := s.sources[src.root]
+		if cur != nil && cur != src && cur.rec != nil {
+			s.mu.Unlock()
+			return cur
+		}
+		if cur == nil && len(s.fetchesLocked(src.root)) == 0 {
+			s.mu.Unlock()
+			return nil // the fetch ended without a share
+		}
+		if s.srcAdded == nil {
+			s.srcAdded = make(chan struct{})
+		}
+		ch := s.srcAdded
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
 }
