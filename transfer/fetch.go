@@ -815,15 +815,18 @@ func (f *fetch) accept(a arrival) {
 			o.signal()
 		}
 	}
+	complete := f.sched.complete()
+	f.mu.Unlock()
+	// Served from here first, then told: a provider told may ask for it.
+	f.src.acquired(a.i)
+	f.mu.Lock()
 	for _, o := range f.sessions {
 		if o.st != nil && o.dead == nil {
 			o.haves = append(o.haves, a.i)
 			o.signal()
 		}
 	}
-	complete := f.sched.complete()
 	f.mu.Unlock()
-	f.src.acquired(a.i)
 	if complete {
 		select {
 		case <-f.doneCh:

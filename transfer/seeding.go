@@ -3,6 +3,8 @@ package transfer
 import (
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/ipfs/go-cid"
 )
@@ -51,13 +53,34 @@ type seedView struct {
 	next  int64 // where the next search starts, so streams spread out
 	refs  int   // streams using the view (changed with seedViews.mu held too)
 	// queued counts the chunks asked of this node and not yet sent or
-	// found elsewhere: the work its upload has ahead of it.
-	queued int64
+	// found elsewhere.
+	queued  int64
+	streams map[*revealer]struct{}
 }
 
-// busyQueue is how many chunks asked of this node keep it from showing a
-// chunk that some peer already holds or was shown: while its upload is
-// busy with chunks nobody else has, a second copy would only delay them.
+// busy returns the work this node's upload has ahead of it: the chunks
+// asked of it and not yet sent, and those shown to peers that ask for
+// what they are shown (v.mu held). Chunks shown to a peer that has asked
+// for nothing lately do not count: a stuck peer must not keep others
+// from being shown them.
+func (v *seedView) busy(now time.Time, self *revealer) int64 {
+	b := v.queued
+	for r := range v.streams {
+		if r != self && now.UnixNano()-r.lastAsk.Load() < int64(revealStale) {
+			b += r.unaskedN.Load()
+		}
+	}
+	return b
+}
+
+// revealStale is how long a peer that asks for nothing keeps its shown
+// chunks counted as work ahead.
+const revealStale = 2 * time.Second
+
+// busyQueue is how much work ahead (see busy) keeps this node from
+// showing a chunk that some peer already holds or was shown: while its
+// upload is busy with chunks nobody else has, a second copy would only
+// delay them.
 const busyQueue = 1
 
 // seedViews holds the views by root while streams use them.
@@ -110,8 +133,10 @@ type revealer struct {
 	nKnown     int64
 	held       Bitfield // sent by this node, or the peer said it holds it
 	shown      Bitfield
-	pending    int64 // shown, not held
-	unasked    int64 // shown, neither asked for nor held
+	pending    int64        // shown, not held
+	unasked    int64        // shown, neither asked for nor held
+	unaskedN   atomic.Int64 // unasked, for other streams' busy
+	lastAsk    atomic.Int64 // unix ns of the last request or first showing
 	asked      Bitfield
 	queued     int64 // asked, not held: this stream's part of v.queued
 	batch      int64
@@ -130,11 +155,19 @@ func newRevealer(v *seedView, reveal bool, streams int) *revealer {
 	if streams <= 1 {
 		first = aloneBatch
 	}
-	return &revealer{
+	r := &revealer{
 		v: v, n: n, reveal: reveal,
 		known: NewBitfield(n), held: NewBitfield(n), shown: NewBitfield(n), asked: NewBitfield(n),
 		batch: first, want: reveal,
 	}
+	r.lastAsk.Store(time.Now().UnixNano())
+	v.mu.Lock()
+	if v.streams == nil {
+		v.streams = make(map[*revealer]struct{})
+	}
+	v.streams[r] = struct{}{}
+	v.mu.Unlock()
+	return r
 }
 
 // knowLocked counts chunk i for this stream's peer in the view (r.mu held).
@@ -166,6 +199,7 @@ func (r *revealer) holdLocked(i int64) {
 		r.pending--
 		if !r.asked.Has(i) {
 			r.unasked--
+			r.unaskedN.Store(r.unasked)
 		}
 	}
 	r.checkWantLocked()
@@ -204,6 +238,7 @@ func (r *revealer) requested(i int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.askedSince = true
+	r.lastAsk.Store(time.Now().UnixNano())
 	// A peer told "all" will hold what it asks for: count it now, so that
 	// it is not revealed to others as if nobody had it.
 	r.knowLocked(i)
@@ -212,6 +247,7 @@ func (r *revealer) requested(i int64) {
 	}
 	if r.shown.Has(i) {
 		r.unasked--
+		r.unaskedN.Store(r.unasked)
 	}
 	r.asked.Set(i)
 	if !r.closed {
@@ -277,7 +313,7 @@ func (r *revealer) take() []int64 {
 	if r.alone() {
 		batch = aloneBatch
 	}
-	out, held := r.v.pick(r.known, batch)
+	out, held := r.v.pick(r, r.known, batch)
 	// Chunks others have are held back while this node is busy: keep
 	// wanting, to show them when it is not.
 	r.want = held
@@ -288,6 +324,7 @@ func (r *revealer) take() []int64 {
 		if !r.held.Has(i) {
 			r.pending++
 			r.unasked++
+			r.unaskedN.Store(r.unasked)
 		}
 	}
 	r.batch = revealBatch // the first batch only is sized by the crowd
@@ -309,16 +346,17 @@ func (r *revealer) close() {
 		}
 	}
 	r.v.queued -= r.queued
+	delete(r.v.streams, r)
 	r.v.mu.Unlock()
 }
 
-// pick returns up to k chunks not in known with the lowest counts, and
-// counts them. The search starts where the last one left off, so that
-// among equally rare chunks each stream gets different ones. While
-// busyQueue chunks or more are asked of this node, only chunks no peer
-// holds or was shown are picked; held reports whether others were left
-// out for that.
-func (v *seedView) pick(known Bitfield, k int64) (out []int64, held bool) {
+// pick returns up to k chunks not in known (self's) with the lowest
+// counts, and counts them. The search starts where the last one left
+// off, so that among equally rare chunks each stream gets different ones.
+// While the other streams keep this node busy (see busy), only chunks no
+// peer holds or was shown are picked; held reports whether others were
+// left out for that.
+func (v *seedView) pick(self *revealer, known Bitfield, k int64) (out []int64, held bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.n == 0 || k <= 0 {
@@ -358,7 +396,7 @@ func (v *seedView) pick(known Bitfield, k int64) (out []int64, held bool) {
 	if last >= 0 {
 		v.next = last + 1
 	}
-	if v.queued >= busyQueue {
+	if v.busy(time.Now(), self) >= busyQueue {
 		fresh := best[:0]
 		for _, i := range best {
 			if v.count[i] == 0 {

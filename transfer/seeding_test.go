@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 )
@@ -63,8 +64,13 @@ func TestRevealerSharesChunksOut(t *testing.T) {
 			t.Fatalf("after %d of %d sent: show more = %v", k+1, len(firstA), more)
 		}
 	}
-	if more := a.take(); len(more) != revealBatch {
+	more := a.take()
+	if len(more) != revealBatch {
 		t.Fatalf("second batch of %d, want %d", len(more), revealBatch)
+	}
+	for _, i := range more {
+		a.requested(i)
+		a.served(i)
 	}
 	// b leaves its chunks unasked for a whole tick: it is shown more.
 	b.tick()
@@ -73,28 +79,46 @@ func TestRevealerSharesChunksOut(t *testing.T) {
 	}
 	// Until every chunk has gone out once, no chunk goes out twice.
 	for {
+		a.want = true
 		got := a.take()
 		if len(got) == 0 {
-			a.want = true
-			got = a.take()
+			break
 		}
-		dup := false
 		for _, i := range got {
 			if b.known.Has(i) {
-				dup = true
+				t.Fatalf("chunk %d shown to a second peer while %d had not gone out", i, n-countKnown(v))
 			}
 			a.requested(i)
 			a.served(i)
 		}
-		if dup {
-			if free := n - countKnown(v); free > 0 {
-				t.Fatalf("a chunk went out twice while %d had not gone out", free)
-			}
-			break
+	}
+	if free := n - countKnown(v); free != 0 {
+		t.Fatalf("a was shown nothing more while %d chunks had not gone out", free)
+	}
+	// While b asks for what it was shown, a is shown no second copies;
+	// once b has been sent it all, a is.
+	for i := int64(0); i < n; i++ {
+		if b.shown.Has(i) {
+			b.requested(i)
 		}
-		if len(got) == 0 {
-			t.Fatal("a stopped being shown chunks")
+	}
+	a.want = true
+	if got := a.take(); len(got) != 0 {
+		t.Fatalf("second copies %v shown while the node is busy", got)
+	}
+	for i := int64(0); i < n; i++ {
+		if b.shown.Has(i) {
+			b.served(i)
 		}
+	}
+	a.want = true
+	got := a.take()
+	if len(got) == 0 {
+		t.Fatal("no second copies shown once the node is idle")
+	}
+	for _, i := range got {
+		a.requested(i)
+		a.served(i)
 	}
 	// Eventually everything, each chunk once per stream.
 	for _, r := range []*revealer{a, b} {
@@ -221,5 +245,32 @@ func TestRevealerAlonePeerShownAhead(t *testing.T) {
 	}
 	if more := a.take(); len(more) != 0 {
 		t.Fatalf("shown %d more with %d chunks still to send", len(more), len(first))
+	}
+}
+
+// Chunks shown to a peer that asks for nothing keep others from being
+// shown them for revealStale only: a stuck peer does not stall a swarm.
+func TestRevealerStuckPeerDoesNotHoldOthersBack(t *testing.T) {
+	const n = 20
+	var views seedViews
+	v := views.acquire(cid.Cid{}, n)
+	views.acquire(cid.Cid{}, n)
+	stuck, r := newRevealer(v, true, 2), newRevealer(v, true, 2)
+	for stuck.nKnown < n/2 {
+		stuck.want = true
+		stuck.take()
+	}
+	for _, i := range showAll(t, r) {
+		if stuck.shown.Has(i) {
+			t.Fatalf("chunk %d shown to both while the first peer may still ask for it", i)
+		}
+	}
+	if r.nKnown != n-stuck.nKnown {
+		t.Fatalf("shown %d chunks, want the %d nobody was shown", r.nKnown, n-stuck.nKnown)
+	}
+	stuck.lastAsk.Store(time.Now().Add(-revealStale - time.Second).UnixNano())
+	showAll(t, r)
+	if r.nKnown != n {
+		t.Fatalf("shown %d of %d once the other peer asked for nothing for %v", r.nKnown, n, revealStale)
 	}
 }
