@@ -35,11 +35,12 @@ const (
 	revealFirst = 8 // chunks shown at first, at most
 	revealBatch = 4 // chunks shown each time a peer has nearly all it was shown
 
-	// A peer alone in fetching the root from this node is shown aloneBatch
-	// chunks whenever fewer than aloneAhead of those it was shown are left
-	// for it to ask for, so that its requests never wait for a showing;
-	// it is not told "all", so that peers that come later are not sent
-	// what it was.
+	// A peer alone in fetching the root from this node is shown at least
+	// aloneBatch chunks whenever fewer than aloneAhead of those it was
+	// shown, or fewer than it has asked for and not received (its
+	// window), are left for it to ask for, so that its requests never
+	// wait for a showing; it is not told "all", so that peers that come
+	// later are not sent what it was.
 	aloneBatch = 16
 	aloneAhead = 8
 )
@@ -211,7 +212,7 @@ func (r *revealer) checkWantLocked() {
 	if !r.reveal || r.want || r.nKnown >= r.n || r.closed {
 		return
 	}
-	if r.pending <= 1 || (r.unasked < aloneAhead && r.alone()) {
+	if r.pending <= 1 || (r.unasked < max(aloneAhead, r.queued) && r.alone()) {
 		r.want = true
 	}
 }
@@ -311,7 +312,8 @@ func (r *revealer) take() []int64 {
 	}
 	batch := r.batch
 	if r.alone() {
-		batch = aloneBatch
+		// Enough that the peer can fill its window again without waiting.
+		batch = max(aloneBatch, r.queued+aloneAhead)
 	}
 	out, held := r.v.pick(r, r.known, batch)
 	// Chunks others have are held back while this node is busy: keep
