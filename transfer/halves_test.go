@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -126,13 +127,35 @@ func TestFetchersEachHoldingHalf(t *testing.T) {
 	defer cancel()
 	results := make(chan out, 2)
 	var last [2]atomic.Pointer[Progress]
-	fetch := func(k int, s *Service, dst string, from peer.ID) {
-		res, err := s.Fetch(ctx, rec.Root, dst, FetchOptions{Peers: []peer.ID{from},
-			Progress: func(p Progress) { last[k].Store(&p) }})
+	// b starts first, with no provider but an open channel of them: it
+	// waits. a, started once b serves its half, fetches from b, and b
+	// takes a as a provider when a opens its stream. (Started at once,
+	// either could ask the other before the other serves anything, and
+	// be told "not found".)
+	noMore := make(chan peer.ID)
+	defer close(noMore)
+	bServes := make(chan struct{})
+	var once sync.Once
+	go func() {
+		res, err := b.Fetch(ctx, rec.Root, dstB, FetchOptions{Providers: noMore,
+			Progress: func(p Progress) {
+				last[1].Store(&p)
+				if p.Phase == "fetching" {
+					once.Do(func() { close(bServes) })
+				}
+			}})
 		results <- out{res, err}
+	}()
+	select {
+	case <-bServes:
+	case r := <-results:
+		t.Fatalf("the fetch with no provider ended: %v", r.err)
 	}
-	go fetch(0, a, dstA, hb.ID())
-	go fetch(1, b, dstB, ha.ID())
+	go func() {
+		res, err := a.Fetch(ctx, rec.Root, dstA, FetchOptions{Peers: []peer.ID{hb.ID()},
+			Progress: func(p Progress) { last[0].Store(&p) }})
+		results <- out{res, err}
+	}()
 	for range 2 {
 		r := <-results
 		if r.err != nil {
