@@ -72,6 +72,8 @@ func testbedCmd(ctx context.Context, scenario string, args []string, out io.Writ
 	seeders := fs.Int("seeders", def.seeders, "hosts that share the file before the fetch (all share the same file)")
 	size := newSizeFlag(def.size)
 	fs.Var(size, "size", "size of the file (KiB, MiB, GiB or bytes)")
+	chunk := &sizeFlag{}
+	fs.Var(chunk, "chunk-size", "the seeders share with 'shoal share --chunk-size' this (KiB, MiB or bytes; default: shoal's default)")
 	seedUp, seedDown := newRateFlag(def.seedUp), newRateFlag(def.seedDown)
 	up, down := newRateFlag(def.up), newRateFlag(def.down)
 	fs.Var(seedUp, "seed-up", "each seeder's upload cap (tc rate: 100mbit, 1gbit; none)")
@@ -123,8 +125,11 @@ func testbedCmd(ctx context.Context, scenario string, args []string, out io.Writ
 	if *fetchCLI {
 		repro = append(repro, "--fetch-cli")
 	}
+	if chunk.n != 0 {
+		repro = append(repro, "--chunk-size", formatSize(chunk.n))
+	}
 	_, err = runTestbed(ctx, testbedOptions{
-		Scenario: scenario, Ns: counts, Seeders: *seeders, Size: size.n,
+		Scenario: scenario, Ns: counts, Seeders: *seeders, Size: size.n, ChunkSize: chunk.n,
 		SeedUp: seedUp.bps, SeedDown: seedDown.bps, PeerUp: up.bps, PeerDown: down.bps,
 		Runs: *runs, Warmup: *warmup, HTTP: *httpBase, FetchCLI: *fetchCLI,
 		Dir: *dir, JSON: *jsonPath, PNG: *pngPath, Prefix: *prefix, Shoal: *shoalBin, LogLevel: *logLevel, KeepLogs: *keepLogs, Progress: *progress,

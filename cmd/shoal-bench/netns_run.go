@@ -37,6 +37,7 @@ type testbedOptions struct {
 	Ns           []int // peers (fetchers) per topology; one entry except for scale
 	Seeders      int
 	Size         int64
+	ChunkSize    int64 // shoal share --chunk-size; 0: the default
 	SeedUp       int64 // bit/s, 0 uncapped
 	SeedDown     int64
 	PeerUp       int64
@@ -351,7 +352,7 @@ func (e *tbEnv) shoalPhase(ctx context.Context, run *TestbedRun, runDir string, 
 	t0 := time.Now()
 	var root string
 	for i, d := range seedDs {
-		got, err := d.share(ctx, e.src)
+		got, err := d.share(ctx, e.src, o.ChunkSize)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -110,9 +111,14 @@ func (d *shoalDaemon) waitUp(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
-// share runs `shoal share PATH --quiet` and returns the root CID.
-func (d *shoalDaemon) share(ctx context.Context, path string) (string, error) {
-	out, err := d.cli(ctx, "share", path, "--quiet")
+// share runs `shoal share PATH --quiet` (with --chunk-size if chunk is
+// not 0) and returns the root CID.
+func (d *shoalDaemon) share(ctx context.Context, path string, chunk int64) (string, error) {
+	args := []string{"share", path, "--quiet"}
+	if chunk != 0 {
+		args = append(args, "--chunk-size", strconv.FormatInt(chunk, 10))
+	}
+	out, err := d.cli(ctx, args...)
 	if err != nil {
 		return "", err
 	}
