@@ -497,12 +497,21 @@ func (a *access) reject(p peer.ID, pa *peerAuth, t auth.Token, err error) {
 }
 
 // waitPeer waits for p's exchange and returns its role. In an open
-// network every peer is a publisher.
-func (a *access) waitPeer(ctx context.Context, p peer.ID) (auth.Role, error) {
+// network every peer is a publisher. A refusal by p since since is
+// returned as such even if p has already closed the connection.
+func (a *access) waitPeer(ctx context.Context, p peer.ID, since time.Time) (auth.Role, error) {
 	if !a.closed() {
 		return auth.RolePublisher, nil
 	}
 	if a.n.h.Network().Connectedness(p) != network.Connected {
+		// A peer that refused this node closes the connection at once;
+		// say why rather than that it is gone.
+		a.mu.Lock()
+		r, refused := a.refusals[p]
+		a.mu.Unlock()
+		if refused && !r.at.Before(since) {
+			return "", r.err
+		}
 		return "", fmt.Errorf("%s is not connected", p)
 	}
 	pa := a.track(p, false)

@@ -146,7 +146,7 @@ func (n *Node) acl(root cid.Cid) [][]string {
 func (n *Node) authorize(ctx context.Context, p peer.ID, root cid.Cid) error {
 	ctx, cancel := context.WithTimeout(ctx, authTimeout)
 	defer cancel()
-	role, err := n.access.waitPeer(ctx, p)
+	role, err := n.access.waitPeer(ctx, p, time.Now())
 	if err != nil {
 		return fmt.Errorf("peer not admitted to this network: %v", err)
 	}

@@ -355,10 +355,11 @@ func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
 	if ai.ID == n.h.ID() {
 		return errors.New("node: cannot connect to self")
 	}
+	start := time.Now()
 	if err := n.h.Connect(ctx, ai); err != nil {
 		return fmt.Errorf("node: connect %s: %w", ai.ID, err)
 	}
-	if _, err := n.access.waitPeer(ctx, ai.ID); err != nil {
+	if _, err := n.access.waitPeer(ctx, ai.ID, start); err != nil {
 		return fmt.Errorf("node: connect %s: %w", ai.ID, err)
 	}
 	n.joinMembers([]peer.ID{ai.ID})
