@@ -431,30 +431,12 @@ const handoverWait = 10 * time.Second
 // finishing to be replaced by the share at its destination, and returns
 // that; nil if the fetch failed or it takes longer than handoverWait.
 func (s *Service) awaitHandover(ctx context.Context, src *source) *source {
-	t := time.NewTimer(handoverWait)
-	defer t.Stop()
-	for {
-		s.mu.Lock()
+	return s.waitSources(ctx, handoverWait, func() (*source, bool) {
 		cur := s.sources[src.root]
 		if cur != nil && cur != src && cur.rec != nil {
-			s.mu.Unlock()
-			return cur
+			return cur, true
 		}
-		if cur == nil && len(s.fetchesLocked(src.root)) == 0 {
-			s.mu.Unlock()
-			return nil // the fetch ended without a share
-		}
-		if s.srcAdded == nil {
-			s.srcAdded = make(chan struct{})
-		}
-		ch := s.srcAdded
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
-			return nil
-		}
-	}
+		// Done, with nothing, when the fetch ended without a share.
+		return nil, cur == nil && len(s.fetchesLocked(src.root)) == 0
+	})
 }

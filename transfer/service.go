@@ -552,12 +552,22 @@ func (s *Service) sourceAddedLocked() {
 // of this fetch by peer exchange may ask before there is anything to
 // serve.
 func (s *Service) awaitSource(ctx context.Context, root cid.Cid, max time.Duration) *source {
+	return s.waitSources(ctx, max, func() (*source, bool) {
+		src := s.sources[root]
+		return src, src != nil || len(s.fetchesLocked(root)) == 0
+	})
+}
+
+// waitSources calls check with s.mu held, now and each time a source is
+// added, until it reports done or max passes, and returns the source it
+// gave last; nil if ctx ends first.
+func (s *Service) waitSources(ctx context.Context, max time.Duration, check func() (src *source, done bool)) *source {
 	t := time.NewTimer(max)
 	defer t.Stop()
 	for {
 		s.mu.Lock()
-		src := s.sources[root]
-		if src != nil || len(s.fetchesLocked(root)) == 0 {
+		src, done := check()
+		if done {
 			s.mu.Unlock()
 			return src
 		}
@@ -569,7 +579,10 @@ func (s *Service) awaitSource(ctx context.Context, root cid.Cid, max time.Durati
 		select {
 		case <-ch:
 		case <-t.C:
-			return s.source(root)
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			src, _ := check()
+			return src
 		case <-ctx.Done():
 			return nil
 		}
