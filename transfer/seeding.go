@@ -68,7 +68,7 @@ func (v *seedView) busy(now time.Time, self *revealer) int64 {
 	b := v.queued
 	for r := range v.streams {
 		if r != self && now.UnixNano()-r.lastAsk.Load() < int64(revealStale) {
-			b += r.unaskedN.Load()
+			b += r.unasked.Load()
 		}
 	}
 	return b
@@ -135,9 +135,8 @@ type revealer struct {
 	held       Bitfield // sent by this node, or the peer said it holds it
 	shown      Bitfield
 	pending    int64        // shown, not held
-	unasked    int64        // shown, neither asked for nor held
-	unaskedN   atomic.Int64 // unasked, for other streams' busy
-	lastAsk    atomic.Int64 // unix ns of the last request or first showing
+	unasked    atomic.Int64 // shown, neither asked for nor held (read by other streams' busy)
+	lastAsk    atomic.Int64 // unix ns of the last request, or of the stream's start
 	asked      Bitfield
 	queued     int64 // asked, not held: this stream's part of v.queued
 	batch      int64
@@ -199,8 +198,7 @@ func (r *revealer) holdLocked(i int64) {
 	if r.shown.Has(i) {
 		r.pending--
 		if !r.asked.Has(i) {
-			r.unasked--
-			r.unaskedN.Store(r.unasked)
+			r.unasked.Add(-1)
 		}
 	}
 	r.checkWantLocked()
@@ -212,7 +210,7 @@ func (r *revealer) checkWantLocked() {
 	if !r.reveal || r.want || r.nKnown >= r.n || r.closed {
 		return
 	}
-	if r.pending <= 1 || (r.unasked < max(aloneAhead, r.queued) && r.alone()) {
+	if r.pending <= 1 || (r.unasked.Load() < max(aloneAhead, r.queued) && r.alone()) {
 		r.want = true
 	}
 }
@@ -247,8 +245,7 @@ func (r *revealer) requested(i int64) {
 		return
 	}
 	if r.shown.Has(i) {
-		r.unasked--
-		r.unaskedN.Store(r.unasked)
+		r.unasked.Add(-1)
 	}
 	r.asked.Set(i)
 	if !r.closed {
@@ -294,7 +291,7 @@ func (r *revealer) sent() (fresh, dup int64) {
 func (r *revealer) tick() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.reveal && !r.askedSince && r.unasked > 0 && r.nKnown < r.n {
+	if r.reveal && !r.askedSince && r.unasked.Load() > 0 && r.nKnown < r.n {
 		r.want = true
 	}
 	r.askedSince = false
@@ -320,14 +317,12 @@ func (r *revealer) take() []int64 {
 	// wanting, to show them when it is not.
 	r.want = held
 	for _, i := range out {
-		r.known.Set(i) // counted by pick
+		// Counted by pick; not held, since held chunks are known.
+		r.known.Set(i)
 		r.nKnown++
 		r.shown.Set(i)
-		if !r.held.Has(i) {
-			r.pending++
-			r.unasked++
-			r.unaskedN.Store(r.unasked)
-		}
+		r.pending++
+		r.unasked.Add(1)
 	}
 	r.batch = revealBatch // the first batch only is sized by the crowd
 	return out
