@@ -32,6 +32,7 @@ type fetchOptions struct {
 	Trace      string        // runtime/trace of each timed shoal fetch: PREFIX.shoal-runN.trace
 	Timeline   bool          // print the shoal fetch's progress reports
 	Checkpoint time.Duration // transfer.Config.CheckpointInterval; 0: the default
+	ChunkSize  int64         // node.ShareOptions.ChunkSize; 0: the default
 	Args       []string
 	Out        io.Writer
 }
@@ -100,6 +101,8 @@ func fetchCmd(ctx context.Context, args []string, out io.Writer) error {
 	tracePrefix := fs.String("trace", "", "write an execution trace of each timed shoal fetch to PREFIX.shoal-runN.trace")
 	timeline := fs.Bool("timeline", false, "print the shoal fetch's progress reports (every 200 ms)")
 	checkpoint := fs.Duration("checkpoint", 0, "the fetcher's checkpoint interval (fsync + have-bitfield record); 0: the node's default")
+	chunk := &sizeFlag{}
+	fs.Var(chunk, "chunk-size", "the seed shares with this chunk size (KiB, MiB or bytes; default: shoal's default)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: shoal-bench fetch [flags]\n\n"+
 			"A single-peer shoal fetch over loopback TCP vs a plain TLS 1.3 copy of the\n"+
@@ -126,9 +129,12 @@ func fetchCmd(ctx context.Context, args []string, out io.Writer) error {
 	if *dir != "" {
 		repro = append(repro, "--dir", *dir)
 	}
+	if chunk.n != 0 {
+		repro = append(repro, "--chunk-size", formatSize(chunk.n))
+	}
 	_, err := runFetch(ctx, fetchOptions{
 		Size: size.n, Runs: *runs, Warmup: *warmup, Dir: *dir, Discard: *discard, JSON: *jsonPath,
-		CPUProfile: *prof, Trace: *tracePrefix, Timeline: *timeline, Checkpoint: *checkpoint, Args: repro, Out: out,
+		CPUProfile: *prof, Trace: *tracePrefix, Timeline: *timeline, Checkpoint: *checkpoint, ChunkSize: chunk.n, Args: repro, Out: out,
 	})
 	return err
 }
@@ -282,7 +288,7 @@ func shoalFetch(ctx context.Context, run *FetchRun, res *FetchResult, dir, src s
 
 	// The share's hashing is not part of the fetch time.
 	t0 := time.Now()
-	root, err := seed.Share(ctx, src, node.ShareOptions{})
+	root, err := seed.Share(ctx, src, node.ShareOptions{ChunkSize: o.ChunkSize})
 	if err != nil {
 		return err
 	}
