@@ -152,9 +152,12 @@ func TestServeUnknownRoot(t *testing.T) {
 
 func TestServeRejectsBadRequests(t *testing.T) {
 	for name, msgs := range map[string][]wire.Msg{
-		"no open first":  {{Type: wire.TRequest, Index: 0}},
-		"out of range":   {{Type: wire.TOpen}, {Type: wire.TRequest, Index: 1 << 40}},
-		"server message": {{Type: wire.TOpen}, {Type: wire.THaveAll}},
+		"no open first":            {{Type: wire.TRequest, Index: 0}},
+		"out of range":             {{Type: wire.TOpen}, {Type: wire.TRequest, Index: 1 << 40}},
+		"server message":           {{Type: wire.TOpen}, {Type: wire.THaveAll}},
+		"have-update out of range": {{Type: wire.TOpen}, {Type: wire.THaveUpdate, Index: 1}},
+		"have bits out of range":   {{Type: wire.TOpen}, {Type: wire.THave, Start: 8, Bits: []byte{0x80}}},
+		"have bits too long":       {{Type: wire.TOpen}, {Type: wire.THave, Start: 0, Bits: []byte{0x80, 0x80}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := newPipeService(t)
