@@ -93,6 +93,9 @@ type fetch struct {
 	opts FetchOptions
 	ctx  context.Context
 
+	reportMu sync.Mutex // serializes calls of opts.Progress
+	reported bool       // the final report was made (reportMu)
+
 	arrivals chan arrival
 	ready    chan struct{} // a session became ready (buffered 1)
 	fatal    chan error    // buffered 1
@@ -292,9 +295,7 @@ func (f *fetch) run(ctx context.Context) (res *Result, err error) {
 	}
 	f.setPhase("done")
 	p := f.progress()
-	if f.opts.Progress != nil {
-		f.opts.Progress(p)
-	}
+	f.report(p, true)
 	return &Result{Root: f.root, Path: f.dst, Manifest: f.m, Progress: p}, nil
 }
 
@@ -836,6 +837,22 @@ func (f *fetch) accept(a arrival) {
 	}
 }
 
+// report hands p to opts.Progress. Calls never overlap (the ticker may
+// still be reporting when the fetch makes its final report), and none
+// follows the final one.
+func (f *fetch) report(p Progress, final bool) {
+	if f.opts.Progress == nil {
+		return
+	}
+	f.reportMu.Lock()
+	defer f.reportMu.Unlock()
+	if f.reported {
+		return
+	}
+	f.reported = final
+	f.opts.Progress(p)
+}
+
 // ticker checkpoints progress, reports it, and takes work back from
 // stalled providers.
 func (f *fetch) ticker(ctx context.Context) {
@@ -852,7 +869,7 @@ func (f *fetch) ticker(ctx context.Context) {
 			return
 		case <-report.C:
 			if f.opts.Progress != nil {
-				f.opts.Progress(f.progress())
+				f.report(f.progress(), false)
 			}
 		case now := <-check.C:
 			f.reclaimStalled(now)

@@ -206,3 +206,38 @@ func sizeOf(m *manifest.Manifest, b Bitfield) int64 {
 	}
 	return s
 }
+
+// Progress reports never overlap, even with a slow callback, the last is
+// the final one ("done"), and none comes after Fetch returns.
+func TestProgressReportsInOrder(t *testing.T) {
+	a, ha := newHostService(t)
+	b, hb := newHostService(t)
+	if err := hb.Connect(context.Background(), peer.AddrInfo{ID: ha.ID(), Addrs: ha.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	_, rec, _ := shareFile(t, a, 6<<20)
+	var inside, calls atomic.Int32
+	var last atomic.Pointer[Progress]
+	res, err := b.Fetch(context.Background(), rec.Root, filepath.Join(t.TempDir(), "f.bin"), FetchOptions{
+		Peers: []peer.ID{ha.ID()}, ProgressInterval: time.Millisecond,
+		Progress: func(p Progress) {
+			if inside.Add(1) > 1 {
+				t.Error("progress reports overlap")
+			}
+			calls.Add(1)
+			last.Store(&p)
+			time.Sleep(30 * time.Millisecond) // a slow reader of the reports
+			inside.Add(-1)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := calls.Load()
+	if p := last.Load(); p == nil || p.Phase != "done" || p.Chunks != res.Progress.TotalChunks {
+		t.Fatalf("last report: %+v", p)
+	}
+	if inside.Load() != 0 || calls.Load() != n {
+		t.Fatal("a report came after Fetch returned")
+	}
+}
