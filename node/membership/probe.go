@@ -119,6 +119,7 @@ func (m *Membership) probe(target peer.ID, interval time.Duration) {
 	switch {
 	case cur.State == Alive:
 		m.suspectLocked(cur, inc, m.self)
+		m.tellSuspectLocked(target)
 	case cur.State == Suspect && cur.suspicion != nil && cur.suspicion.confirm(m.self):
 		// An independent confirmation: say so, so that every suspicion
 		// timer shrinks (Lifeguard).
@@ -275,4 +276,24 @@ func (m *Membership) waitPaused() {
 	case <-p:
 	case <-m.ctx.Done():
 	}
+}
+
+// tellSuspectLocked pushes and pulls views with target, just suspected by
+// this node (m.mu held): if it is alive but slow it learns of the
+// suspicion at once, not when gossip reaches it, and its answer carries
+// its refutation back. A dead target costs a failed dial.
+func (m *Membership) tellSuspectLocked(target peer.ID) {
+	if m.closed {
+		return
+	}
+	minT, _ := m.suspicionTimeouts()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(m.ctx, minT)
+		defer cancel()
+		if err := m.pushPull(ctx, target); err != nil && m.ctx.Err() == nil {
+			m.log.Debug("telling a suspect", "member", target, "err", err)
+		}
+	}()
 }

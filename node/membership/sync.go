@@ -67,6 +67,9 @@ func (m *Membership) ServeSync(s network.Stream) {
 		s.Reset()
 		return
 	}
+	// Merge first: the answer then carries what the merge changed here,
+	// such as this node's refutation of a suspicion the asker holds.
+	m.merge(theirs)
 	m.mu.Lock()
 	ours := m.digestLocked()
 	m.mu.Unlock()
@@ -75,7 +78,6 @@ func (m *Membership) ServeSync(s network.Stream) {
 		return
 	}
 	s.Close()
-	m.merge(theirs)
 }
 
 // pushPull exchanges full views with p.
