@@ -20,6 +20,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/shoalnet/shoal/node/auth"
+	"github.com/shoalnet/shoal/node/internal/strictcbor"
 )
 
 // AuthProtocol is the exchange of tokens (and revocations) between the two
@@ -61,20 +62,7 @@ type authMsg struct {
 	Err   string   `cbor:"err,omitempty"`
 }
 
-var authDecMode = func() cbor.DecMode {
-	dm, err := cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		MaxNestedLevels:   4,
-		MaxArrayElements:  maxAuthRevocations,
-		MaxMapPairs:       16,
-		IndefLength:       cbor.IndefLengthForbidden,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-	return dm
-}()
+var authDecMode = strictcbor.Dec(4, maxAuthRevocations)
 
 // decodeAuthMsg parses one message of the exchange.
 func decodeAuthMsg(data []byte) (authMsg, error) {

@@ -20,9 +20,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/shoalnet/shoal/node/internal/strictcbor"
 )
 
 // Role is what a peer may do in a closed network. Each role includes the
@@ -115,28 +116,9 @@ const (
 )
 
 var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
+	encMode = strictcbor.Enc
+	decMode = strictcbor.Dec(4, 64)
 )
-
-func init() {
-	var err error
-	encMode, err = cbor.CanonicalEncOptions().EncMode()
-	if err != nil {
-		panic(err)
-	}
-	decMode, err = cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		MaxNestedLevels:   4,
-		MaxArrayElements:  64,
-		MaxMapPairs:       16,
-		IndefLength:       cbor.IndefLengthForbidden,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-}
 
 func sign(key crypto.PrivKey, domain string, body any) ([]byte, error) {
 	b, err := encMode.Marshal(body)

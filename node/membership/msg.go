@@ -8,8 +8,9 @@ import (
 	"io"
 	"unicode/utf8"
 
-	"github.com/fxamacker/cbor/v2"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/shoalnet/shoal/node/internal/strictcbor"
 )
 
 // Limits on what a peer may send.
@@ -66,27 +67,9 @@ type probe struct {
 }
 
 var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
+	encMode = strictcbor.Enc
+	decMode = strictcbor.Dec(6, maxMembers)
 )
-
-func init() {
-	var err error
-	if encMode, err = cbor.CanonicalEncOptions().EncMode(); err != nil {
-		panic(err)
-	}
-	decMode, err = cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		MaxNestedLevels:   6,
-		MaxArrayElements:  maxMembers,
-		MaxMapPairs:       16,
-		IndefLength:       cbor.IndefLengthForbidden,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-}
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
