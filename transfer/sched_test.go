@@ -233,3 +233,26 @@ func BenchmarkSchedulerNext(b *testing.B) {
 		}
 	}
 }
+
+// A provider's window holds about windowQueue of its measured rate, plus
+// 2: a slow or shared provider is asked for little beyond its next chunk,
+// a fast one for as much as MaxWindow.
+func TestWindowLimit(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		rate float64 // bytes/s
+		want int
+	}{
+		{0, 64},            // not measured yet: the window grows from InitialWindow
+		{170e3, 2},         // one of 15 providers sharing a 20 Mbit/s download
+		{2.5e6, 2},         // a 20 Mbit/s link alone
+		{12.5e6, 4},        // 100 Mbit/s: 0.25 s is 3 chunks
+		{600e6, 64},        // loopback: capped
+		{40 * mib * 4, 42}, // 160 MiB/s: 40 chunks in 0.25 s
+	} {
+		s := &session{rate: c.rate}
+		if got := s.windowLimit(64, mib); got != c.want {
+			t.Errorf("rate %.0f B/s: window limit %d, want %d", c.rate, got, c.want)
+		}
+	}
+}
