@@ -1,6 +1,8 @@
 package transfer
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -231,6 +233,46 @@ func BenchmarkSchedulerNext(b *testing.B) {
 				sc.finish(i)
 			}
 		}
+	}
+}
+
+// BenchmarkSchedulerNextAtDone measures one scheduling decision (pick a
+// chunk for a peer, then give it back) with 10,000 chunks and 50 peers,
+// half of them holding every third chunk, at several fractions of the
+// chunks already done. The cost must not grow with the done fraction:
+// compare each sub-benchmark's ns/op with done=0.
+func BenchmarkSchedulerNextAtDone(b *testing.B) {
+	const n, peers = 10000, 50
+	for _, done := range []int64{0, 5000, 9000, 9900} {
+		b.Run(fmt.Sprintf("done=%d", done), func(b *testing.B) {
+			// The done chunks are a random set, as a fetch leaves them.
+			have := NewBitfield(n)
+			for _, i := range rand.New(rand.NewPCG(1, 2)).Perm(n)[:done] {
+				have.Set(int64(i))
+			}
+			sc := newScheduler(n, have)
+			ss := make([]*session, peers)
+			for k := range ss {
+				if k%2 == 0 {
+					ss[k] = testSession(true, n)
+					continue
+				}
+				ss[k] = testSession(false, n)
+				for i := int64(k); i < n; i += 3 {
+					ss[k].have.Set(i)
+				}
+				addPartial(sc, ss[k])
+			}
+			b.ReportAllocs()
+			k := 0
+			for b.Loop() {
+				s := ss[k%peers]
+				k++
+				if i := sc.next(s); i >= 0 {
+					sc.release(i, s, false)
+				}
+			}
+		})
 	}
 }
 
