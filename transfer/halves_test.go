@@ -23,6 +23,13 @@ import (
 // newHostService returns a Service on a new loopback host.
 func newHostService(t *testing.T) (*Service, host.Host) {
 	t.Helper()
+	return newHostServiceWith(t, func(*Config) {})
+}
+
+// newHostServiceWith is newHostService with the default configuration
+// changed by set.
+func newHostServiceWith(t *testing.T, set func(*Config)) (*Service, host.Host) {
+	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
 		t.Fatal(err)
@@ -32,6 +39,7 @@ func newHostService(t *testing.T) (*Service, host.Host) {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
+	set(&cfg)
 	if os.Getenv("SHOAL_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("host", h.ID().ShortString())
 	}
