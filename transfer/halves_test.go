@@ -95,18 +95,7 @@ func TestFetchersEachHoldingHalf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks := map[cid.Cid][]byte{}
-	set, err := ix.manifestBlocks(rec.Root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for c := range set {
-		b, err := getBlock(ix.db, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		blocks[c] = b
-	}
+	blocks := manifestBlockData(t, ix, rec.Root)
 
 	n := m.NumChunks()
 	a, ha := newHostService(t)
@@ -202,6 +191,25 @@ func TestFetchersEachHoldingHalf(t *testing.T) {
 			t.Fatalf("%s differs from the source", dst)
 		}
 	}
+}
+
+// manifestBlockData returns the manifest blocks of root, which s shares,
+// by CID.
+func manifestBlockData(t *testing.T, s *Service, root cid.Cid) map[cid.Cid][]byte {
+	t.Helper()
+	set, err := s.manifestBlocks(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := make(map[cid.Cid][]byte, len(set))
+	for c := range set {
+		b, err := getBlock(s.db, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks[c] = b
+	}
+	return blocks
 }
 
 // sizeOf returns the bytes of the chunks in b.

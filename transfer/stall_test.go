@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -32,18 +31,7 @@ func TestStalledProviderWorkTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks := map[cid.Cid][]byte{}
-	set, err := good.manifestBlocks(rec.Root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for c := range set {
-		b, err := getBlock(good.db, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		blocks[c] = b
-	}
+	blocks := manifestBlockData(t, good, rec.Root)
 
 	hs, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
