@@ -288,7 +288,7 @@ func TestWindowLimit(t *testing.T) {
 		{0, 64},            // not measured yet: the window grows from InitialWindow
 		{170e3, 2},         // one of 15 providers sharing a 20 Mbit/s download
 		{2.5e6, 2},         // a 20 Mbit/s link alone
-		{12.5e6, 4},        // 100 Mbit/s: 0.25 s is 3 chunks
+		{12.5e6, 4},        // 100 Mbit/s: 0.25 s is 2.98 chunks
 		{600e6, 64},        // loopback: capped
 		{40 * mib * 4, 42}, // 160 MiB/s: 40 chunks in 0.25 s
 	} {

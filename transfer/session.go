@@ -94,7 +94,7 @@ func (s *session) measure(now, asked time.Time, n int64) {
 const windowQueue = 250 * time.Millisecond
 
 // windowLimit is the largest window s should have: its rate times
-// windowQueue, in chunks, plus 2, at most max (f.mu held).
+// windowQueue in whole chunks, plus 2, at most max (f.mu held).
 //
 // A provider shared by many fetchers, or one of many providers sharing a
 // fetcher's download, delivers each chunk slowly; requests queued there
@@ -106,8 +106,7 @@ func (s *session) windowLimit(max int, chunk int64) int {
 	if s.rate <= 0 || chunk <= 0 {
 		return max
 	}
-	w := int(s.rate*windowQueue.Seconds()/float64(chunk)) + 1
-	return min(max, w+1)
+	return min(max, int(s.rate*windowQueue.Seconds()/float64(chunk))+2)
 }
 
 // eta estimates how long s takes to deliver a chunk queued behind k
