@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -800,6 +801,14 @@ func (f *fetch) accept(a arrival) {
 		return
 	}
 	f.held += int64(len(data))
+	if !a.askedAt.IsZero() && f.s.log.Enabled(context.Background(), slog.LevelDebug) {
+		// Where a chunk's time went: waiting for its first byte (the
+		// provider's queue and the round trip), then arriving and being
+		// verified. shoal-bench --chunk-trace reads these.
+		now := time.Now()
+		f.s.log.Debug("chunk verified", "root", f.root, "chunk", a.i, "peer", a.s.p,
+			"wait", a.firstByte.Sub(a.askedAt), "transfer", now.Sub(a.firstByte))
+	}
 	st := f.stats[a.s.p]
 	st.Bytes += int64(len(data))
 	st.Chunks++

@@ -387,6 +387,7 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 		return fmt.Errorf("%w: chunk %d is %d bytes, want %d", wire.ErrProtocol, i, m.Length, want)
 	}
 	now := time.Now()
+	askedAt := s.inflight[i]
 	if asked {
 		s.measure(now, s.inflight[i], int64(m.Length))
 		delete(s.inflight, i)
@@ -417,7 +418,7 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 		return err
 	}
 	select {
-	case f.arrivals <- arrival{s: s, i: i, buf: buf, asked: asked}:
+	case f.arrivals <- arrival{s: s, i: i, buf: buf, asked: asked, askedAt: askedAt, firstByte: now}:
 		return nil
 	case <-ctx.Done():
 		f.s.putBuf(buf)
@@ -430,4 +431,7 @@ type arrival struct {
 	i     int64
 	buf   *[]byte
 	asked bool
+	// When the chunk was asked for (zero if its request was cancelled)
+	// and when its first byte came, for the debug log.
+	askedAt, firstByte time.Time
 }

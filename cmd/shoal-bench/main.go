@@ -48,6 +48,7 @@ network-namespace testbed (root; real 'shoal daemon's on tbf-shaped links):
   swarm    seed + 15 peers at 100 Mbit/s: last completion / bound, vs plain HTTP from the seed
   scale    the swarm at N = 4,8,16,32: completion time vs N, bound and HTTP
   memory   peak RSS of a daemon fetching 4 GiB from 4 seeders
+  chunktrace  where the chunks' time went in a run, from its daemons' debug logs
 
 Run 'shoal-bench <command> -h' for the flags of a command.
 `
@@ -84,6 +85,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return membersCmd(ctx, args[1:], out)
 	case scKSource, scSwarm, scScale, scMemory:
 		return testbedCmd(ctx, args[0], args[1:], out)
+	case "chunktrace":
+		return chunktraceCmd(args[1:], out)
 	case "http-serve": // hidden: the testbed's HTTP baseline, run in a namespace
 		return httpServeCmd(ctx, args[1:], out)
 	case "http-get": // hidden: likewise
