@@ -804,7 +804,7 @@ func (f *fetch) accept(a arrival) {
 	if !a.askedAt.IsZero() && f.s.log.Enabled(context.Background(), slog.LevelDebug) {
 		// Where a chunk's time went: waiting for its first byte (the
 		// provider's queue and the round trip), then arriving and being
-		// verified. shoal-bench --chunk-trace reads these.
+		// verified. shoal-bench chunktrace reads these.
 		now := time.Now()
 		f.s.log.Debug("chunk verified", "root", f.root, "chunk", a.i, "peer", a.s.p,
 			"wait", a.firstByte.Sub(a.askedAt), "transfer", now.Sub(a.firstByte))

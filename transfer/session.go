@@ -389,7 +389,7 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 	now := time.Now()
 	askedAt := s.inflight[i]
 	if asked {
-		s.measure(now, s.inflight[i], int64(m.Length))
+		s.measure(now, askedAt, int64(m.Length))
 		delete(s.inflight, i)
 		// Keep the chunk assigned while it is verified.
 		f.sched.release(i, s, true)
