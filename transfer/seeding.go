@@ -18,18 +18,20 @@ import (
 // So the node keeps a view of the swarm it serves: for each chunk, how
 // many of the peers it has streams with hold it (fetchers tell their
 // providers each chunk they verify) or have been shown it by this node.
-// When a peer opens a stream for a root that other peers fetch from it
-// too, the node reveals its chunks to that peer a few at a time, each time
-// the ones the fewest of its peers hold or were shown: first every chunk
-// goes to one peer, and the peers trade what they got; the node's upload
-// goes to what nobody else can give. A peer is shown more when what it
-// was shown is nearly all sent or held, or when it leaves shown chunks
-// unasked for a while (it is busy elsewhere). BitTorrent's
-// "super-seeding" follows the same idea.
+// When a peer opens a stream for the root, the node reveals its chunks to
+// that peer a few at a time, each time the ones the fewest of its peers
+// hold or were shown: first every chunk goes to one peer, and the peers
+// trade what they got; the node's upload goes to what nobody else can
+// give. A peer is shown more when what it was shown is nearly all sent or
+// held, or when it leaves shown chunks unasked for a while (it is busy
+// elsewhere). A peer alone in fetching the root from this node is shown
+// far ahead of its requests, so that a fast link never waits for a
+// showing. BitTorrent's "super-seeding" follows the same idea.
 //
-// A stream that was the only one when it opened was told the node holds
-// everything; its requests and the chunks it reports still count in the
-// view, so that the peers revealed to later do not get the same chunks.
+// A root of at most aloneBatch chunks is not worth revealing: its peers
+// are told the node holds everything. Their requests and the chunks they
+// report still count in the view, so that the peers revealed to later do
+// not get the same chunks.
 
 const (
 	revealFirst = 8 // chunks shown at first, at most

@@ -418,7 +418,7 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 		return err
 	}
 	select {
-	case f.arrivals <- arrival{s: s, i: i, buf: buf, asked: asked, askedAt: askedAt, firstByte: now}:
+	case f.arrivals <- arrival{s: s, i: i, buf: buf, askedAt: askedAt, firstByte: now}:
 		return nil
 	case <-ctx.Done():
 		f.s.putBuf(buf)
@@ -427,10 +427,9 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 }
 
 type arrival struct {
-	s     *session
-	i     int64
-	buf   *[]byte
-	asked bool
+	s   *session
+	i   int64
+	buf *[]byte
 	// When the chunk was asked for (zero if its request was cancelled)
 	// and when its first byte came, for the debug log.
 	askedAt, firstByte time.Time
