@@ -17,6 +17,9 @@ func (b Bitfield) Has(i int64) bool {
 // Set sets chunk i.
 func (b Bitfield) Set(i int64) { b[i/8] |= 0x80 >> (i % 8) }
 
+// Clear clears chunk i.
+func (b Bitfield) Clear(i int64) { b[i/8] &^= 0x80 >> (i % 8) }
+
 // Count returns the number of chunks set.
 func (b Bitfield) Count() int64 {
 	var n int

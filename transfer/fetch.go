@@ -634,14 +634,28 @@ func (f *fetch) onError(s *session, m wire.Msg) error {
 		}
 		return nil
 	}
+	i := int64(m.Ref)
+	if rx := s.rx[i]; rx != nil {
+		// A chunk being streamed stopped: the parts so far are of no use.
+		s.abandon(rx)
+		delete(s.rx, i)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	i := int64(m.Ref)
 	if _, ok := s.inflight[i]; ok {
 		delete(s.inflight, i)
 		f.sched.release(i, s, false)
+	} else if s.cancelled[i] > 0 {
+		// The answer to a request this node cancelled.
+		if s.cancelled[i]--; s.cancelled[i] == 0 {
+			delete(s.cancelled, i)
+		}
+		if m.Code == wire.CodeCancelled || m.Code == wire.CodeUnavailable {
+			return nil
+		}
 	}
 	switch m.Code {
+	case wire.CodeCancelled:
 	case wire.CodeUnavailable, wire.CodeNotFound:
 		if s.have != nil && s.have.Has(i) {
 			s.have[i/8] &^= 0x80 >> (i % 8)
@@ -771,7 +785,14 @@ func (f *fetch) verifier(ctx context.Context) {
 }
 
 func (f *fetch) accept(a arrival) {
-	defer f.s.putBuf(a.buf)
+	if a.p != nil {
+		// Its readers go on from buf; they find the chunk held once
+		// it is written, or here while it is.
+		defer a.p.release()
+		defer f.src.endPartial(a.p, false)
+	} else {
+		defer f.s.putBuf(a.buf)
+	}
 	data := *a.buf
 	f.mu.Lock()
 	already := f.sched.state[a.i] == chunkDone
@@ -782,7 +803,9 @@ func (f *fetch) accept(a arrival) {
 		f.mu.Unlock()
 		return
 	}
-	if err := f.m.Verify(a.i, data); err != nil {
+	if a.p != nil {
+		// Verified group by group on arrival.
+	} else if err := f.m.Verify(a.i, data); err != nil {
 		f.mu.Lock()
 		f.sched.requeue(a.i)
 		f.mu.Unlock()

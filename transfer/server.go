@@ -38,6 +38,33 @@ type serveQueue struct {
 	cancelled map[uint64]int
 	notify    chan struct{}
 	max       int
+
+	// The chunk request being answered: a cancel for it closes stop, so
+	// that a chunk streamed part by part ends early.
+	cur     uint64
+	stop    chan struct{}
+	stopped bool
+}
+
+// begin records that r is being answered and returns the channel its
+// cancel closes (nil for a block).
+func (q *serveQueue) begin(r request) <-chan struct{} {
+	if r.block {
+		return nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.cur, q.stop, q.stopped = r.id, make(chan struct{}), false
+	return q.stop
+}
+
+// end records that the request begun is answered, and reports whether
+// it was cancelled meanwhile.
+func (q *serveQueue) end() (cancelled bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.stop = nil
+	return q.stopped
 }
 
 func (q *serveQueue) push(r request) bool {
@@ -66,6 +93,9 @@ func (q *serveQueue) cancel(index uint64) {
 	defer q.mu.Unlock()
 	if q.queued[index] > q.cancelled[index] {
 		q.cancelled[index]++
+	} else if q.stop != nil && q.cur == index && !q.stopped {
+		close(q.stop)
+		q.stopped = true
 	}
 }
 
@@ -355,10 +385,15 @@ func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, 
 					src = cur
 				}
 			}
-			if err := s.answer(ctx, w, src, req); err != nil {
+			stop := q.begin(req)
+			err := s.answer(ctx, w, src, req, stop)
+			cancelled := q.end()
+			if err != nil {
 				return err
 			}
-			if rv != nil && !req.block && rv.served(int64(req.id)) {
+			// A chunk whose streaming was cancelled midway did not reach
+			// the peer.
+			if rv != nil && !req.block && !cancelled && rv.served(int64(req.id)) {
 				if err := reveal(); err != nil {
 					return err
 				}
@@ -373,8 +408,9 @@ func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, 
 	}
 }
 
-// answer writes the response to one request.
-func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req request) error {
+// answer writes the response to one request; stop is closed if the
+// fetcher cancels it.
+func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req request, stop <-chan struct{}) error {
 	if req.block {
 		c := req.c.CID
 		if _, ok := src.blocks[c]; !ok {
@@ -387,30 +423,18 @@ func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req r
 		return w.Write(&wire.Msg{Type: wire.TBlock, ID: req.id}, data)
 	}
 	i := int64(req.id)
+	if src.m.Streamable(i) {
+		return s.answerTree(ctx, w, src, req, stop)
+	}
 	if !src.has(i) {
 		return w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeUnavailable, About: wire.AboutChunk, Ref: req.id}, nil)
 	}
 	buf := s.getBuf(int(src.m.ChunkLen(i)))
 	defer s.putBuf(buf)
-	if err := src.files.readChunk(i, *buf); err != nil {
-		code := wire.CodeInternal
-		if errors.Is(err, errStale) {
-			code = wire.CodeStale
-			if src.markStale(err) {
-				s.log.Warn("share no longer served: a file changed since it was indexed; share it again",
-					"root", src.root, "err", err)
-			}
-		} else if src.rec == nil {
-			// A fetch that just completed is renaming its copy into
-			// place: answer from the share it becomes.
-			if cur := s.awaitHandover(ctx, src); cur != nil {
-				return s.answer(ctx, w, cur, req)
-			}
-			code = wire.CodeUnavailable
-		} else {
-			s.log.Warn("read chunk", "root", src.root, "chunk", i, "err", err)
-		}
-		return w.Write(&wire.Msg{Type: wire.TError, Code: code, About: wire.AboutChunk, Ref: req.id, Text: err.Error()}, nil)
+	if msg, cur := s.readForAnswer(ctx, src, i, *buf); msg != nil {
+		return w.Write(msg, nil)
+	} else if cur != nil {
+		return s.answer(ctx, w, cur, req, stop)
 	}
 	if s.limit != nil {
 		if err := w.Flush(); err != nil {
@@ -421,6 +445,33 @@ func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req r
 		}
 	}
 	return w.Write(&wire.Msg{Type: wire.TChunk, Index: req.id}, *buf)
+}
+
+// readForAnswer reads chunk i, held here, into buf. When that fails it
+// returns the Error to answer with, or the source to answer from instead
+// (a fetch that just completed is renaming its copy into place, and its
+// share takes over).
+func (s *Service) readForAnswer(ctx context.Context, src *source, i int64, buf []byte) (*wire.Msg, *source) {
+	err := src.files.readChunk(i, buf)
+	if err == nil {
+		return nil, nil
+	}
+	code := wire.CodeInternal
+	if errors.Is(err, errStale) {
+		code = wire.CodeStale
+		if src.markStale(err) {
+			s.log.Warn("share no longer served: a file changed since it was indexed; share it again",
+				"root", src.root, "err", err)
+		}
+	} else if src.rec == nil {
+		if cur := s.awaitHandover(ctx, src); cur != nil {
+			return nil, cur
+		}
+		code = wire.CodeUnavailable
+	} else {
+		s.log.Warn("read chunk", "root", src.root, "chunk", i, "err", err)
+	}
+	return &wire.Msg{Type: wire.TError, Code: code, About: wire.AboutChunk, Ref: uint64(i), Text: err.Error()}, nil
 }
 
 // handoverWait bounds how long a chunk request waits for a completed

@@ -118,14 +118,7 @@ func TestServeShare(t *testing.T) {
 		wire.Msg{Type: wire.TRequest, Index: 0},
 	)
 	for _, i := range []int64{3, 0} {
-		msg, err := r.Next()
-		if err != nil || msg.Type != wire.TChunk || int64(msg.Index) != i {
-			t.Fatalf("chunk %d: %+v %v", i, msg, err)
-		}
-		got := make([]byte, msg.Length)
-		if err := r.ReadPayload(got); err != nil {
-			t.Fatal(err)
-		}
+		got := readAnswer(t, r, m, i)
 		off := i << 20
 		if !bytes.Equal(got, want[off:off+m.ChunkLen(i)]) {
 			t.Fatalf("chunk %d bytes differ", i)
@@ -258,4 +251,50 @@ func TestServeUploadSlots(t *testing.T) {
 	if got := s.uploads.Load(); got != 1 {
 		t.Fatalf("%d uploads counted", got)
 	}
+}
+
+// readAnswer reads the answer to a request for chunk i: a Chunk, or (for
+// a streamable chunk) a Tree and its Parts, checked on the way.
+func readAnswer(t *testing.T, r *wire.Reader, m *manifest.Manifest, i int64) []byte {
+	t.Helper()
+	msg, err := r.Next()
+	if err != nil || int64(msg.Index) != i {
+		t.Fatalf("chunk %d: %+v %v", i, msg, err)
+	}
+	if !m.Streamable(i) {
+		if msg.Type != wire.TChunk {
+			t.Fatalf("chunk %d: %v, want a chunk", i, msg.Type)
+		}
+		got := make([]byte, msg.Length)
+		if err := r.ReadPayload(got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if msg.Type != wire.TTree {
+		t.Fatalf("chunk %d: %v, want a tree", i, msg.Type)
+	}
+	tree := make([]byte, msg.Length)
+	if err := r.ReadPayload(tree); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.VerifyTree(i, tree); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, m.ChunkLen(i))
+	for g := 0; g < manifest.Groups(m.ChunkLen(i)); g++ {
+		msg, err := r.Next()
+		off := g * manifest.GroupSize
+		if err != nil || msg.Type != wire.TPart || int64(msg.Index) != i || msg.Offset != uint64(off) {
+			t.Fatalf("chunk %d group %d: %+v %v", i, g, msg, err)
+		}
+		part := got[off : off+int(msg.Length)]
+		if err := r.ReadPayload(part); err != nil {
+			t.Fatal(err)
+		}
+		if err := manifest.VerifyGroup(tree, g, part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return got
 }

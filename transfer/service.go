@@ -450,6 +450,11 @@ type source struct {
 	have  Bitfield // nil: complete
 	subs  map[*haveSub]struct{}
 	stale error
+	// Of a partial source: the chunks arriving with their trees, served
+	// as they arrive (stream.go), and the chunks the subscribers were
+	// told of: those held and those arriving.
+	partials map[int64]*partialChunk
+	shown    Bitfield
 }
 
 func (src *source) staleErr() error {
@@ -496,7 +501,10 @@ func (src *source) subscribe() (Bitfield, *haveSub) {
 		src.subs = make(map[*haveSub]struct{})
 	}
 	src.subs[hs] = struct{}{}
-	return src.have.Clone(), hs
+	if src.shown == nil {
+		src.shown = src.have.Clone()
+	}
+	return src.shown.Clone(), hs
 }
 
 func (src *source) unsubscribe(hs *haveSub) {
@@ -522,6 +530,17 @@ func (src *source) acquired(i int64) {
 		return
 	}
 	src.have.Set(i)
+	src.showLocked(i)
+}
+
+// showLocked tells the subscribers of chunk i, once (src.mu held).
+func (src *source) showLocked(i int64) {
+	if src.shown == nil {
+		src.shown = src.have.Clone()
+	} else if src.shown.Has(i) {
+		return
+	}
+	src.shown.Set(i)
 	for hs := range src.subs {
 		hs.mu.Lock()
 		hs.pending = append(hs.pending, i)

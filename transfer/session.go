@@ -49,6 +49,17 @@ type session struct {
 	rateBytes int64
 	dead      error
 	blockWait map[uint64]chan blockResult
+
+	// The reader goroutine's own: chunks arriving part by part.
+	rx map[int64]*rxChunk
+}
+
+// rxChunk is a chunk arriving as a tree and then parts (stream.go).
+type rxChunk struct {
+	p         *partialChunk
+	shown     bool // p is served to this node's peers as it arrives
+	next      int  // the next group expected
+	firstByte time.Time
 }
 
 type blockResult struct {
@@ -109,6 +120,17 @@ func (s *session) windowLimit(max int, chunk int64) int {
 	return min(max, int(s.rate*windowQueue.Seconds()/float64(chunk))+2)
 }
 
+// adjustWindow fits the window to its limit when a chunk has arrived:
+// shrunk to it, or opened by one when the window held the peer back
+// (doubling per round trip) (f.mu held).
+func (s *session) adjustWindow() {
+	if limit := s.windowLimit(s.f.s.cfg.MaxWindow, s.f.m.ChunkSize); s.window > limit {
+		s.window = limit
+	} else if s.window < limit && len(s.inflight)+1 >= s.window {
+		s.window++
+	}
+}
+
 // eta estimates how long s takes to deliver a chunk queued behind k
 // others, from its measured rate; -1 when nothing is measured yet (f.mu
 // held).
@@ -156,6 +178,7 @@ func (s *session) run(ctx context.Context) {
 		}()
 		err = s.readLoop(sctx)
 		s.st.Reset()
+		s.dropArrivals()
 		cancel()
 		wg.Wait()
 	}
@@ -357,6 +380,14 @@ func (s *session) readLoop(ctx context.Context) error {
 			if err := s.onChunk(ctx, r, m); err != nil {
 				return err
 			}
+		case wire.TTree:
+			if err := s.onTree(r, m); err != nil {
+				return err
+			}
+		case wire.TPart:
+			if err := s.onPart(ctx, r, m); err != nil {
+				return err
+			}
 		case wire.TError:
 			if err := f.onError(s, m); err != nil {
 				return err
@@ -398,11 +429,7 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 	}
 	s.lastProg = now
 	s.stalls = 0
-	if limit := s.windowLimit(f.s.cfg.MaxWindow, f.m.ChunkSize); s.window > limit {
-		s.window = limit
-	} else if s.window < limit && len(s.inflight)+1 >= s.window {
-		s.window++ // window-limited: open it (doubles per round trip)
-	}
+	s.adjustWindow()
 	f.received += int64(m.Length)
 	f.mu.Unlock()
 	s.signal()
@@ -430,6 +457,9 @@ type arrival struct {
 	s   *session
 	i   int64
 	buf *[]byte
+	// p, for a chunk that arrived part by part, owns buf and has verified
+	// it already.
+	p *partialChunk
 	// When the chunk was asked for (zero if its request was cancelled)
 	// and when its first byte came, for the debug log.
 	askedAt, firstByte time.Time

@@ -24,6 +24,12 @@ const (
 	// MaxPayload is the largest payload of a Block or Chunk (the largest
 	// chunk size).
 	MaxPayload = 16 << 20
+	// MaxTree is the largest payload of a Tree: the group hashes of a
+	// chunk of MaxPayload bytes.
+	MaxTree = MaxPayload / PartSize * 32
+	// PartSize is the size of every Part but a chunk's last: a verified
+	// group of the chunk's hash tree.
+	PartSize = 16 << 10
 	// MaxText is the longest error text.
 	MaxText = 1024
 	// maxCID bounds an encoded CID (a CIDv1 with a 64-byte digest is ~70).
@@ -48,7 +54,25 @@ const (
 	TError      Type = 10 // Code, About, Ref, Text
 	TLimits     Type = 11 // Allow
 	TPeers      Type = 12 // Peers
+	TTree       Type = 13 // Index, Length; payload (the chunk's group hashes) follows
+	TPart       Type = 14 // Index, Offset, Length; payload follows
 )
+
+// HasPayload reports whether messages of type t carry a payload.
+func (t Type) HasPayload() bool {
+	return t == TBlock || t == TChunk || t == TTree || t == TPart
+}
+
+// maxPayload is the payload cap of a type that carries one.
+func (t Type) maxPayload() uint32 {
+	switch t {
+	case TTree:
+		return MaxTree
+	case TPart:
+		return PartSize
+	}
+	return MaxPayload
+}
 
 // Caps of a Peers message: peers, addresses per peer, bytes per peer ID
 // and per address.
@@ -77,6 +101,7 @@ var typeNames = [...]string{
 	TOpen: "open", TGetBlock: "get-block", TRequest: "request", TCancel: "cancel",
 	THave: "have", THaveAll: "have-all", THaveUpdate: "have-update",
 	TBlock: "block", TChunk: "chunk", TError: "error", TLimits: "limits", TPeers: "peers",
+	TTree: "tree", TPart: "part",
 }
 
 func (t Type) String() string {
@@ -97,13 +122,14 @@ const (
 	CodeStale       Code = 4 // the shared file changed since it was indexed
 	CodeBusy        Code = 5 // too many requests in flight
 	CodeInternal    Code = 6 // the server failed (disk error)
-	CodeUnavailable Code = 7 // the chunk is not held (yet) by this peer
+	CodeUnavailable Code = 7 // the chunk is not held (yet) by this peer, or stopped arriving here
+	CodeCancelled   Code = 8 // the request was cancelled while its answer was being sent
 )
 
 var codeNames = [...]string{
 	CodeNotFound: "not found", CodeDenied: "denied", CodeBadRequest: "bad request",
 	CodeStale: "stale", CodeBusy: "busy", CodeInternal: "internal error",
-	CodeUnavailable: "unavailable",
+	CodeUnavailable: "unavailable", CodeCancelled: "cancelled",
 }
 
 func (c Code) String() string {
@@ -130,10 +156,11 @@ type Msg struct {
 	Root   cid.Cid // Open
 	CID    cid.Cid // GetBlock
 	ID     uint64  // GetBlock, Block
-	Index  uint64  // Request, Cancel, HaveUpdate, Chunk
+	Index  uint64  // Request, Cancel, HaveUpdate, Chunk, Tree, Part
+	Offset uint64  // Part: where its bytes start in the chunk (a multiple of PartSize)
 	Start  uint64  // Have: index of the first chunk Bits describes (multiple of 8)
 	Bits   []byte  // Have: bit i (MSB first in each byte) is chunk Start+i
-	Length uint32  // Block, Chunk: payload bytes following the frame
+	Length uint32  // Block, Chunk, Tree, Part: payload bytes following the frame
 	Code   Code    // Error
 	About  About   // Error: what Ref refers to
 	Ref    uint64  // Error: the ID or Index the error answers
@@ -188,8 +215,15 @@ func Append(dst []byte, m *Msg) ([]byte, error) {
 	case TBlock:
 		b = binary.AppendUvarint(b, m.ID)
 		b = binary.AppendUvarint(b, uint64(m.Length))
-	case TChunk:
+	case TChunk, TTree:
 		b = binary.AppendUvarint(b, m.Index)
+		b = binary.AppendUvarint(b, uint64(m.Length))
+	case TPart:
+		if m.Offset%PartSize != 0 {
+			return dst, fmt.Errorf("wire: part offset %d is not a multiple of %d", m.Offset, PartSize)
+		}
+		b = binary.AppendUvarint(b, m.Index)
+		b = binary.AppendUvarint(b, m.Offset)
 		b = binary.AppendUvarint(b, uint64(m.Length))
 	case TError:
 		text := m.Text
@@ -234,8 +268,8 @@ func Append(dst []byte, m *Msg) ([]byte, error) {
 	default:
 		return dst, fmt.Errorf("wire: cannot encode %v", m.Type)
 	}
-	if (m.Type == TBlock || m.Type == TChunk) && m.Length > MaxPayload {
-		return dst, fmt.Errorf("wire: payload of %d bytes exceeds %d", m.Length, MaxPayload)
+	if m.Type.HasPayload() && m.Length > m.Type.maxPayload() {
+		return dst, fmt.Errorf("wire: %v payload of %d bytes exceeds %d", m.Type, m.Length, m.Type.maxPayload())
 	}
 	n := len(b) - start - 3
 	if n > MaxHeader {
@@ -286,6 +320,22 @@ func Decode(body []byte) (Msg, error) {
 	case TChunk:
 		m.Index = d.uvarint()
 		m.Length = d.length()
+	case TTree:
+		m.Index = d.uvarint()
+		m.Length = d.length()
+		if d.err == nil && m.Length > MaxTree {
+			d.fail("tree of %d bytes (limit %d)", m.Length, MaxTree)
+		}
+	case TPart:
+		m.Index = d.uvarint()
+		m.Offset = d.uvarint()
+		m.Length = d.length()
+		if d.err == nil && (m.Offset%PartSize != 0 || m.Offset > MaxPayload) {
+			d.fail("part offset %d", m.Offset)
+		}
+		if d.err == nil && m.Length > PartSize {
+			d.fail("part of %d bytes (limit %d)", m.Length, PartSize)
+		}
 	case TError:
 		m.Code = Code(d.byte())
 		m.About = About(d.byte())
@@ -439,7 +489,7 @@ func NewReader(r io.Reader, size int) *Reader {
 	return &Reader{r: bufio.NewReaderSize(r, size)}
 }
 
-// Next reads the next message. For Block and Chunk, the caller must then
+// Next reads the next message. For Block, Chunk, Tree and Part, the caller must then
 // consume exactly m.Length payload bytes with ReadPayload or Discard before
 // calling Next again. Bits and other slices are valid until the next call.
 // io.EOF means the stream ended cleanly between frames.
@@ -468,7 +518,7 @@ func (r *Reader) Next() (Msg, error) {
 	if err != nil {
 		return Msg{}, err
 	}
-	if m.Type == TBlock || m.Type == TChunk {
+	if m.Type.HasPayload() {
 		r.pending = m.Length
 	}
 	return m, nil
@@ -539,12 +589,12 @@ func NewWriter(w io.Writer, size int) *Writer {
 	return &Writer{w: bufio.NewWriterSize(w, size), buf: make([]byte, 0, 256)}
 }
 
-// Write buffers m. For Block and Chunk, payload is written after the frame
-// and m.Length is set from it.
+// Write buffers m. For Block, Chunk, Tree and Part, payload is written
+// after the frame and m.Length is set from it.
 func (w *Writer) Write(m *Msg, payload []byte) error {
-	if m.Type == TBlock || m.Type == TChunk {
-		if len(payload) > MaxPayload {
-			return fmt.Errorf("wire: payload of %d bytes exceeds %d", len(payload), MaxPayload)
+	if m.Type.HasPayload() {
+		if len(payload) > int(m.Type.maxPayload()) {
+			return fmt.Errorf("wire: %v payload of %d bytes exceeds %d", m.Type, len(payload), m.Type.maxPayload())
 		}
 		m.Length = uint32(len(payload))
 	} else if len(payload) != 0 {

@@ -34,6 +34,8 @@ func sampleMsgs(t testing.TB) []Msg {
 		{Type: THaveUpdate, Index: 99},
 		{Type: TBlock, ID: 7, Length: 5},
 		{Type: TChunk, Index: 12, Length: 3},
+		{Type: TTree, Index: 12, Length: 2048},
+		{Type: TPart, Index: 12, Offset: 3 * PartSize, Length: PartSize},
 		{Type: TError, Code: CodeDenied, About: AboutChunk, Ref: 12, Text: "share is limited to readers"},
 		{Type: TLimits, Allow: []string{"reader", "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo"}},
 		{Type: TPeers, Peers: []PeerAddrs{{ID: []byte{0, 36, 8, 1}, Addrs: [][]byte{{4, 127, 0, 0, 1, 6, 0x10, 0x0e}}}, {ID: []byte{1}}}},
@@ -114,6 +116,9 @@ func TestEncodeRejects(t *testing.T) {
 		"have misaligned":   {Type: THave, Start: 3},
 		"have too long":     {Type: THave, Bits: make([]byte, MaxBitsBytes+1)},
 		"payload too long":  {Type: TChunk, Length: MaxPayload + 1},
+		"tree too long":     {Type: TTree, Length: MaxTree + 1},
+		"part too long":     {Type: TPart, Length: PartSize + 1},
+		"part misaligned":   {Type: TPart, Offset: 100, Length: 10},
 		"unknown type":      {Type: 200},
 	} {
 		if _, err := Append(nil, &m); err == nil {
@@ -148,6 +153,10 @@ func TestDecodeRejects(t *testing.T) {
 		"bits misaligned":   {4, byte(THave), 3, 1, 0xff},
 		"text not utf8":     {7, byte(TError), 1, 0, 0, 2, 0xff, 0xfe},
 		"bad about":         {5, byte(TError), 1, 9, 0, 0},
+		"tree too large":    {5, byte(TTree), 1, 0x81, 0x80, 0x02},
+		"part too large":    {6, byte(TPart), 1, 0, 0x81, 0x80, 0x01},
+		"part misaligned":   {4, byte(TPart), 1, 5, 1},
+		"part offset huge":  {7, byte(TPart), 1, 0x80, 0x80, 0x80, 0x10, 1},
 	}
 	// "trailing bytes": a valid request whose frame claims one more byte.
 	tb := append([]byte{}, valid...)
