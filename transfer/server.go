@@ -423,7 +423,11 @@ func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req r
 		return w.Write(&wire.Msg{Type: wire.TBlock, ID: req.id}, data)
 	}
 	i := int64(req.id)
-	if src.m.Streamable(i) {
+	if src.m.Streamable(i) && (!src.has(i) || s.pex.count(src.root) > 1) {
+		// Part by part when it pays: the chunk is still arriving here,
+		// or other peers fetch the root from here too, so the peer will
+		// likely pass it on. A lone fetcher gets the whole chunk, which
+		// costs neither side a pass of hashing for the tree (stream.go).
 		return s.answerTree(ctx, w, src, req, stop)
 	}
 	if !src.has(i) {

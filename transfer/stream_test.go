@@ -19,17 +19,54 @@ import (
 	"github.com/shoalnet/shoal/transfer/wire"
 )
 
+// A lone fetcher gets whole chunks; once other peers fetch the root from
+// the same node, chunks are streamed part by part (they will likely be
+// passed on).
+func TestServeTreeWhenShared(t *testing.T) {
+	s := newPipeService(t)
+	path, rec, m := shareFile(t, s, 2<<20)
+	want, _ := os.ReadFile(path)
+	r, w, _, _ := pipeClientAs(t, s, "peer-a")
+	send(t, w, wire.Msg{Type: wire.TOpen, Root: rec.Root})
+	if msg, err := r.Next(); err != nil || msg.Type != wire.THaveAll {
+		t.Fatalf("after open: %+v %v", msg, err)
+	}
+	send(t, w, wire.Msg{Type: wire.TRequest, Index: 0})
+	if msg, err := r.Next(); err != nil || msg.Type != wire.TChunk || msg.Index != 0 {
+		t.Fatalf("lone fetcher: %+v %v", msg, err)
+	}
+	if err := r.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	openCrowd(t, s, rec)
+	send(t, w, wire.Msg{Type: wire.TRequest, Index: 1})
+	if !bytes.Equal(readAnswer(t, r, m, 1), want[1<<20:]) {
+		t.Fatal("chunk 1 differs")
+	}
+}
+
+// openCrowd opens a second fetcher's stream (peer-b) for rec's root.
+func openCrowd(t *testing.T, s *Service, rec *ShareRecord) {
+	t.Helper()
+	r, w, _, _ := pipeClientAs(t, s, "peer-b")
+	send(t, w, wire.Msg{Type: wire.TOpen, Root: rec.Root})
+	if msg, err := r.Next(); err != nil || msg.Type != wire.THaveAll {
+		t.Fatalf("second fetcher: %+v %v", msg, err)
+	}
+}
+
 // A request cancelled while its chunk is being streamed ends early: the
 // parts stop at a group boundary and a Cancelled error closes the answer;
 // the stream goes on.
 func TestServeTreeCancel(t *testing.T) {
 	s := newPipeService(t)
 	_, rec, m := shareFile(t, s, 4<<20)
-	r, w, _, _ := pipeClient(t, s)
+	r, w, _, _ := pipeClientAs(t, s, "peer-a")
 	send(t, w, wire.Msg{Type: wire.TOpen, Root: rec.Root})
 	if msg, err := r.Next(); err != nil || msg.Type != wire.THaveAll {
 		t.Fatalf("after open: %+v %v", msg, err)
 	}
+	openCrowd(t, s, rec)
 	send(t, w, wire.Msg{Type: wire.TRequest, Index: 1})
 	if msg, err := r.Next(); err != nil || msg.Type != wire.TTree || msg.Index != 1 {
 		t.Fatalf("tree: %+v %v", msg, err)

@@ -15,12 +15,13 @@
 // one is a protocol error and the stream is dropped, so a peer can never
 // make the reader allocate more than MaxHeader bytes for a control message.
 //
-// Block and Chunk messages carry a payload: its length is the last field of
-// the header, and exactly that many raw bytes follow the frame. Payloads are
+// Block, Chunk, Tree and Part messages carry a payload: its length is the
+// last field of the header, and exactly that many raw bytes follow the
+// frame. Payloads are
 // never re-encoded or copied by the codec: the reader hands the length to
 // the caller, who reads the bytes straight into its own (pooled) buffer with
 // ReadPayload; the writer writes the caller's slice as is. Payloads are
-// capped at MaxPayload.
+// capped at MaxPayload (Tree: MaxTree, Part: PartSize).
 //
 // # Conversation
 //
@@ -41,6 +42,18 @@
 // and its payload, or Error{Code, About, Ref} where Ref is the ID
 // (About=block) or Index (About=chunk). A cancelled request that was
 // already being sent may still arrive.
+//
+// A chunk of a BLAKE3 share longer than PartSize is answered part by part
+// instead: Tree{Index} with the chaining values of the chunk's PartSize
+// groups as its payload (32 bytes each; the client checks them against
+// the chunk's digest), then Part{Index, Offset} for each group in order,
+// each checked against its hash on arrival. Other messages may come
+// between the parts. A server passing on a chunk it is still receiving
+// sends each group once it has verified it, and ends the answer with
+// Error{Unavailable, About=chunk} if the rest stops coming; a Cancel of
+// a request being answered this way ends it at the next group with
+// Error{Cancelled, About=chunk}. A server offers such a chunk with a
+// HaveUpdate as soon as its tree checks out, before it holds all of it.
 //
 // The client also tells the server what it holds: after Open, the Have
 // messages of the chunks it already verified (none if it holds none), and
