@@ -423,14 +423,15 @@ func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req r
 		return w.Write(&wire.Msg{Type: wire.TBlock, ID: req.id}, data)
 	}
 	i := int64(req.id)
-	if src.m.Streamable(i) && (!src.has(i) || s.pex.count(src.root) > 1) {
-		// Part by part when it pays: the chunk is still arriving here,
-		// or other peers fetch the root from here too, so the peer will
-		// likely pass it on. A lone fetcher gets the whole chunk, which
-		// costs neither side a pass of hashing for the tree (stream.go).
-		return s.answerTree(ctx, w, src, req, stop)
-	}
+	// Part by part when it pays: the chunk is still arriving here, or
+	// other peers fetch the root from here too, so the peer will likely
+	// pass it on. A lone fetcher gets the whole chunk, which costs
+	// neither side a pass of hashing for the tree (stream.go).
+	stream := src.m.Streamable(i) && (!src.has(i) || s.pex.count(src.root) > 1)
 	if !src.has(i) {
+		if stream {
+			return s.relay(ctx, w, src, i, stop)
+		}
 		return w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeUnavailable, About: wire.AboutChunk, Ref: req.id}, nil)
 	}
 	buf := s.getBuf(int(src.m.ChunkLen(i)))
@@ -439,6 +440,9 @@ func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req r
 		return w.Write(msg, nil)
 	} else if cur != nil {
 		return s.answer(ctx, w, cur, req, stop)
+	}
+	if stream {
+		return s.sendWhole(ctx, w, src, i, *buf, stop)
 	}
 	if s.limit != nil {
 		if err := w.Flush(); err != nil {

@@ -264,7 +264,7 @@ func TestServeUploadSlots(t *testing.T) {
 // a streamable chunk) a Tree and its Parts, checked on the way.
 func readAnswer(t *testing.T, r *wire.Reader, m *manifest.Manifest, i int64) []byte {
 	t.Helper()
-	msg, err := r.Next()
+	msg, err := nextNotPeers(r)
 	if err != nil || int64(msg.Index) != i {
 		t.Fatalf("chunk %d: %+v %v", i, msg, err)
 	}
@@ -301,4 +301,15 @@ func readAnswer(t *testing.T, r *wire.Reader, m *manifest.Manifest, i int64) []b
 		}
 	}
 	return got
+}
+
+// nextNotPeers returns the next message that is not a Peers: a server
+// sends those whenever the peers fetching the root change.
+func nextNotPeers(r *wire.Reader) (wire.Msg, error) {
+	for {
+		msg, err := r.Next()
+		if err != nil || msg.Type != wire.TPeers {
+			return msg, err
+		}
+	}
 }

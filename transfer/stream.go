@@ -186,36 +186,28 @@ func (src *source) partial(i int64) *partialChunk {
 	return p
 }
 
-// answerTree streams chunk i with its tree: from the copy here when it is
-// complete, else from the partial being received. It returns only the
-// errors that end the stream; a chunk it cannot send is answered with an
-// Error.
-func (s *Service) answerTree(ctx context.Context, w *wire.Writer, src *source, req request, stop <-chan struct{}) error {
-	i := int64(req.id)
-	if src.has(i) {
-		buf := s.getBuf(int(src.m.ChunkLen(i)))
-		defer s.putBuf(buf)
-		if msg, cur := s.readForAnswer(ctx, src, i, *buf); msg != nil {
-			return w.Write(msg, nil)
-		} else if cur != nil {
-			return s.answerTree(ctx, w, cur, req, stop)
+// sendWhole streams chunk i, read here into data, with its tree. Data
+// that does not hash to the chunk's digest means the file changed.
+func (s *Service) sendWhole(ctx context.Context, w *wire.Writer, src *source, i int64, data []byte, stop <-chan struct{}) error {
+	tb := s.getBuf(manifest.Groups(int64(len(data))) * manifest.DigestSize)
+	defer s.putBuf(tb)
+	tree, err := src.m.Tree((*tb)[:0], i, data)
+	if err != nil {
+		if src.markStale(err) {
+			s.log.Warn("share no longer served: a file changed since it was indexed; share it again",
+				"root", src.root, "chunk", i)
 		}
-		tb := s.getBuf(manifest.Groups(int64(len(*buf))) * manifest.DigestSize)
-		defer s.putBuf(tb)
-		tree, err := src.m.Tree((*tb)[:0], i, *buf)
-		if err != nil {
-			// The bytes read are not the chunk: the file changed.
-			if src.markStale(err) {
-				s.log.Warn("share no longer served: a file changed since it was indexed; share it again",
-					"root", src.root, "chunk", i)
-			}
-			return w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeStale, About: wire.AboutChunk, Ref: req.id, Text: "the file changed since it was indexed"}, nil)
-		}
-		return s.sendTree(ctx, w, i, tree, *buf, nil, stop)
+		return w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeStale, About: wire.AboutChunk, Ref: uint64(i), Text: "the file changed since it was indexed"}, nil)
 	}
+	return s.sendTree(ctx, w, i, tree, data, nil, stop)
+}
+
+// relay streams chunk i from the partial being received here, or answers
+// that it is unavailable.
+func (s *Service) relay(ctx context.Context, w *wire.Writer, src *source, i int64, stop <-chan struct{}) error {
 	p := src.partial(i)
 	if p == nil {
-		return w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeUnavailable, About: wire.AboutChunk, Ref: req.id}, nil)
+		return w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeUnavailable, About: wire.AboutChunk, Ref: uint64(i)}, nil)
 	}
 	defer p.release()
 	return s.sendTree(ctx, w, i, p.tree, *p.buf, p, stop)

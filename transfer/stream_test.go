@@ -68,7 +68,7 @@ func TestServeTreeCancel(t *testing.T) {
 	}
 	openCrowd(t, s, rec)
 	send(t, w, wire.Msg{Type: wire.TRequest, Index: 1})
-	if msg, err := r.Next(); err != nil || msg.Type != wire.TTree || msg.Index != 1 {
+	if msg, err := nextNotPeers(r); err != nil || msg.Type != wire.TTree || msg.Index != 1 {
 		t.Fatalf("tree: %+v %v", msg, err)
 	}
 	if err := r.Discard(); err != nil {
@@ -80,7 +80,7 @@ func TestServeTreeCancel(t *testing.T) {
 	send(t, w, wire.Msg{Type: wire.TCancel, Index: 1}, wire.Msg{Type: wire.TGetBlock, ID: 5, CID: rec.Root})
 	parts := 0
 	for {
-		msg, err := r.Next()
+		msg, err := nextNotPeers(r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +99,7 @@ func TestServeTreeCancel(t *testing.T) {
 	if all := manifest.Groups(m.ChunkLen(1)); parts >= all {
 		t.Fatalf("%d parts of %d sent after the cancel", parts, all)
 	}
-	if msg, err := r.Next(); err != nil || msg.Type != wire.TBlock || msg.ID != 5 {
+	if msg, err := nextNotPeers(r); err != nil || msg.Type != wire.TBlock || msg.ID != 5 {
 		t.Fatalf("the stream did not go on: %+v %v", msg, err)
 	}
 	t.Logf("%d parts of %d sent", parts, manifest.Groups(m.ChunkLen(1)))
