@@ -45,7 +45,7 @@ func (f *fetch) prepare(m *manifest.Manifest) error {
 		}
 	}
 	files := newFileSet(m, f.temp, true, nil)
-	src := &source{root: f.root, m: m, files: files, have: bits.Clone()}
+	src := &source{root: f.root, m: m, files: files, have: bits.Clone(), shown: bits.Clone()}
 	src.blocks, err = f.s.manifestBlocks(f.root)
 	if err != nil {
 		return err

@@ -645,11 +645,8 @@ func (f *fetch) onError(s *session, m wire.Msg) error {
 	if _, ok := s.inflight[i]; ok {
 		delete(s.inflight, i)
 		f.sched.release(i, s, false)
-	} else if s.cancelled[i] > 0 {
+	} else if s.uncancelLocked(i) {
 		// The answer to a request this node cancelled.
-		if s.cancelled[i]--; s.cancelled[i] == 0 {
-			delete(s.cancelled, i)
-		}
 		if m.Code == wire.CodeCancelled || m.Code == wire.CodeUnavailable {
 			return nil
 		}
@@ -658,7 +655,7 @@ func (f *fetch) onError(s *session, m wire.Msg) error {
 	case wire.CodeCancelled:
 	case wire.CodeUnavailable, wire.CodeNotFound:
 		if s.have != nil && s.have.Has(i) {
-			s.have[i/8] &^= 0x80 >> (i % 8)
+			s.have.Clear(i)
 			f.sched.lost(i)
 		} else if s.all {
 			return fmt.Errorf("provider claimed every chunk but lacks %d", i)
@@ -803,14 +800,14 @@ func (f *fetch) accept(a arrival) {
 		f.mu.Unlock()
 		return
 	}
-	if a.p != nil {
-		// Verified group by group on arrival.
-	} else if err := f.m.Verify(a.i, data); err != nil {
-		f.mu.Lock()
-		f.sched.requeue(a.i)
-		f.mu.Unlock()
-		f.bad(a.s, fmt.Errorf("chunk %d: %w", a.i, err))
-		return
+	if a.p == nil { // else verified group by group on arrival
+		if err := f.m.Verify(a.i, data); err != nil {
+			f.mu.Lock()
+			f.sched.requeue(a.i)
+			f.mu.Unlock()
+			f.bad(a.s, fmt.Errorf("chunk %d: %w", a.i, err))
+			return
+		}
 	}
 	if err := f.files.writeChunk(a.i, data); err != nil {
 		f.fail(fmt.Errorf("transfer: %w", err))

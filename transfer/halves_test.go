@@ -14,10 +14,12 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/shoalnet/shoal/transfer/manifest"
+	"github.com/shoalnet/shoal/transfer/wire"
 )
 
 // newHostService returns a Service on a new loopback host.
@@ -256,4 +258,49 @@ func TestProgressReportsInOrder(t *testing.T) {
 	if inside.Load() != 0 || calls.Load() != n {
 		t.Fatal("a report came after Fetch returned")
 	}
+}
+
+// fakeProvider runs a provider on a host of its own that says it holds
+// every chunk of a root, answers manifest blocks from blocks, and hands
+// each chunk request to onRequest (whose writes are flushed after it; an
+// error ends the stream).
+func fakeProvider(t *testing.T, blocks map[cid.Cid][]byte, onRequest func(w *wire.Writer, m wire.Msg) error) peer.AddrInfo {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { h.Close(); wg.Wait() })
+	h.SetStreamHandler(wire.ProtocolID, func(st network.Stream) {
+		wg.Add(1)
+		defer wg.Done()
+		defer st.Reset()
+		r := wire.NewReader(st, 16<<10)
+		w := wire.NewWriter(st, 64<<10)
+		if m, err := r.Next(); err != nil || m.Type != wire.TOpen {
+			return
+		}
+		if w.Write(&wire.Msg{Type: wire.THaveAll}, nil) != nil || w.Flush() != nil {
+			return
+		}
+		for {
+			m, err := r.Next()
+			if err != nil {
+				return
+			}
+			switch m.Type {
+			case wire.TGetBlock:
+				err = w.Write(&wire.Msg{Type: wire.TBlock, ID: m.ID}, blocks[m.CID])
+			case wire.TRequest:
+				err = onRequest(w, m)
+			default:
+				continue
+			}
+			if err != nil || w.Flush() != nil {
+				return
+			}
+		}
+	})
+	return peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}
 }

@@ -444,15 +444,32 @@ func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req r
 	if stream {
 		return s.sendWhole(ctx, w, src, i, *buf, stop)
 	}
-	if s.limit != nil {
-		if err := w.Flush(); err != nil {
-			return err
-		}
-		if err := s.limit.WaitN(ctx, len(*buf)); err != nil {
-			return nil // closing
-		}
+	if ok, err := s.pace(ctx, w, len(*buf)); !ok {
+		return err
 	}
 	return w.Write(&wire.Msg{Type: wire.TChunk, Index: req.id}, *buf)
+}
+
+// pace waits, with what is written so far flushed, until the upload
+// limit (if any) lets n more bytes go. ok is false when they must not: on
+// err, or with a nil err when the service is closing.
+func (s *Service) pace(ctx context.Context, w *wire.Writer, n int) (ok bool, err error) {
+	if s.limit == nil {
+		return true, nil
+	}
+	if err := w.Flush(); err != nil {
+		return false, err
+	}
+	return s.limit.WaitN(ctx, n) == nil, nil
+}
+
+// noteStale stops serving src, whose files changed since it was
+// indexed, and says so once.
+func (s *Service) noteStale(src *source, err error) {
+	if src.markStale(err) {
+		s.log.Warn("share no longer served: a file changed since it was indexed; share it again",
+			"root", src.root, "err", err)
+	}
 }
 
 // readForAnswer reads chunk i, held here, into buf. When that fails it
@@ -467,10 +484,7 @@ func (s *Service) readForAnswer(ctx context.Context, src *source, i int64, buf [
 	code := wire.CodeInternal
 	if errors.Is(err, errStale) {
 		code = wire.CodeStale
-		if src.markStale(err) {
-			s.log.Warn("share no longer served: a file changed since it was indexed; share it again",
-				"root", src.root, "err", err)
-		}
+		s.noteStale(src, err)
 	} else if src.rec == nil {
 		if cur := s.awaitHandover(ctx, src); cur != nil {
 			return nil, cur

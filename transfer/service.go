@@ -452,7 +452,7 @@ type source struct {
 	stale error
 	// Of a partial source: the chunks arriving with their trees, served
 	// as they arrive (stream.go), and the chunks the subscribers were
-	// told of: those held and those arriving.
+	// told of: those held and those arriving (set with have).
 	partials map[int64]*partialChunk
 	shown    Bitfield
 }
@@ -501,9 +501,6 @@ func (src *source) subscribe() (Bitfield, *haveSub) {
 		src.subs = make(map[*haveSub]struct{})
 	}
 	src.subs[hs] = struct{}{}
-	if src.shown == nil {
-		src.shown = src.have.Clone()
-	}
 	return src.shown.Clone(), hs
 }
 
@@ -535,9 +532,7 @@ func (src *source) acquired(i int64) {
 
 // showLocked tells the subscribers of chunk i, once (src.mu held).
 func (src *source) showLocked(i int64) {
-	if src.shown == nil {
-		src.shown = src.have.Clone()
-	} else if src.shown.Has(i) {
+	if src.shown.Has(i) {
 		return
 	}
 	src.shown.Set(i)

@@ -120,6 +120,48 @@ func (s *session) windowLimit(max int, chunk int64) int {
 	return min(max, int(s.rate*windowQueue.Seconds()/float64(chunk))+2)
 }
 
+// requestedLocked checks that chunk index was asked of this provider:
+// asked reports a request in flight; otherwise one was cancelled, whose
+// answer may still come (f.mu held).
+func (s *session) requestedLocked(index uint64) (asked bool, err error) {
+	f := s.f
+	if f.sched == nil || index >= uint64(f.sched.n) {
+		return false, fmt.Errorf("%w: chunk %d not requested", wire.ErrProtocol, index)
+	}
+	i := int64(index)
+	_, asked = s.inflight[i]
+	if !asked && s.cancelled[i] == 0 {
+		return false, fmt.Errorf("%w: chunk %d not requested", wire.ErrProtocol, i)
+	}
+	return asked, nil
+}
+
+// answeredLocked records that the provider's answer to a request for
+// chunk i has arrived whole: the request leaves the window (the chunk
+// stays assigned while it is verified and written), or, if it was
+// cancelled, its cancel is settled (f.mu held).
+func (s *session) answeredLocked(i int64, asked bool) {
+	if asked {
+		delete(s.inflight, i)
+		s.f.sched.release(i, s, true)
+	} else {
+		s.uncancelLocked(i)
+	}
+	s.adjustWindow()
+}
+
+// uncancelLocked settles one cancelled request for chunk i, and reports
+// whether there was one (f.mu held).
+func (s *session) uncancelLocked(i int64) bool {
+	if s.cancelled[i] == 0 {
+		return false
+	}
+	if s.cancelled[i]--; s.cancelled[i] == 0 {
+		delete(s.cancelled, i)
+	}
+	return true
+}
+
 // adjustWindow fits the window to its limit when a chunk has arrived:
 // shrunk to it, or opened by one when the window held the peer back
 // (doubling per round trip) (f.mu held).
@@ -402,17 +444,12 @@ func (s *session) readLoop(ctx context.Context) error {
 func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error {
 	f := s.f
 	f.mu.Lock()
-	if f.sched == nil || int64(m.Index) >= f.sched.n {
+	asked, err := s.requestedLocked(m.Index)
+	if err != nil {
 		f.mu.Unlock()
-		return fmt.Errorf("%w: chunk %d not requested", wire.ErrProtocol, m.Index)
+		return err
 	}
 	i := int64(m.Index)
-	_, asked := s.inflight[i]
-	wasCancelled := s.cancelled[i] > 0
-	if !asked && !wasCancelled {
-		f.mu.Unlock()
-		return fmt.Errorf("%w: chunk %d not requested", wire.ErrProtocol, i)
-	}
 	if want := f.m.ChunkLen(i); int64(m.Length) != want {
 		f.mu.Unlock()
 		return fmt.Errorf("%w: chunk %d is %d bytes, want %d", wire.ErrProtocol, i, m.Length, want)
@@ -421,15 +458,10 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 	askedAt := s.inflight[i]
 	if asked {
 		s.measure(now, askedAt, int64(m.Length))
-		delete(s.inflight, i)
-		// Keep the chunk assigned while it is verified.
-		f.sched.release(i, s, true)
-	} else if s.cancelled[i]--; s.cancelled[i] == 0 {
-		delete(s.cancelled, i)
 	}
+	s.answeredLocked(i, asked)
 	s.lastProg = now
 	s.stalls = 0
-	s.adjustWindow()
 	f.received += int64(m.Length)
 	f.mu.Unlock()
 	s.signal()

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/shoalnet/shoal/transfer/wire"
@@ -33,40 +31,14 @@ func TestStalledProviderWorkTaken(t *testing.T) {
 	}
 	blocks := manifestBlockData(t, good, rec.Root)
 
-	hs, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hs.Close() })
 	var asked atomic.Int64
-	hs.SetStreamHandler(wire.ProtocolID, func(st network.Stream) {
-		defer st.Reset()
-		r := wire.NewReader(st, 16<<10)
-		w := wire.NewWriter(st, 16<<10)
-		if m, err := r.Next(); err != nil || m.Type != wire.TOpen {
-			return
-		}
-		if w.Write(&wire.Msg{Type: wire.THaveAll}, nil) != nil || w.Flush() != nil {
-			return
-		}
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return
-			}
-			switch m.Type {
-			case wire.TGetBlock: // the manifest, yes
-				if w.Write(&wire.Msg{Type: wire.TBlock, ID: m.ID}, blocks[m.CID]) != nil || w.Flush() != nil {
-					return
-				}
-			case wire.TRequest: // chunks, never
-				asked.Add(1)
-			}
-		}
+	stalled := fakeProvider(t, blocks, func(*wire.Writer, wire.Msg) error {
+		asked.Add(1) // and never a chunk
+		return nil
 	})
 
 	f, hf := newHostServiceWith(t, func(c *Config) { c.RequestTimeout = time.Second })
-	for _, h := range []peer.AddrInfo{{ID: hs.ID(), Addrs: hs.Addrs()}, {ID: hg.ID(), Addrs: hg.Addrs()}} {
+	for _, h := range []peer.AddrInfo{stalled, {ID: hg.ID(), Addrs: hg.Addrs()}} {
 		if err := hf.Connect(context.Background(), h); err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +46,7 @@ func TestStalledProviderWorkTaken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dst := filepath.Join(t.TempDir(), "f.bin")
-	res, err := f.Fetch(ctx, rec.Root, dst, FetchOptions{Peers: []peer.ID{hs.ID(), hg.ID()}})
+	res, err := f.Fetch(ctx, rec.Root, dst, FetchOptions{Peers: []peer.ID{stalled.ID, hg.ID()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +57,7 @@ func TestStalledProviderWorkTaken(t *testing.T) {
 	n := m.NumChunks()
 	for _, pp := range p.Peers {
 		switch pp.Peer {
-		case hs.ID():
+		case stalled.ID:
 			if pp.Chunks != 0 {
 				t.Errorf("%d chunks from the stalled provider", pp.Chunks)
 			}

@@ -193,10 +193,7 @@ func (s *Service) sendWhole(ctx context.Context, w *wire.Writer, src *source, i 
 	defer s.putBuf(tb)
 	tree, err := src.m.Tree((*tb)[:0], i, data)
 	if err != nil {
-		if src.markStale(err) {
-			s.log.Warn("share no longer served: a file changed since it was indexed; share it again",
-				"root", src.root, "chunk", i)
-		}
+		s.noteStale(src, err)
 		return w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeStale, About: wire.AboutChunk, Ref: uint64(i), Text: "the file changed since it was indexed"}, nil)
 	}
 	return s.sendTree(ctx, w, i, tree, data, nil, stop)
@@ -245,13 +242,8 @@ func (s *Service) sendTree(ctx context.Context, w *wire.Writer, i int64, tree, d
 			return w.Write(&wire.Msg{Type: wire.TError, Code: code, About: wire.AboutChunk, Ref: uint64(i), Text: err.Error()}, nil)
 		}
 		part := data[g*manifest.GroupSize : min(len(data), (g+1)*manifest.GroupSize)]
-		if s.limit != nil {
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			if err := s.limit.WaitN(ctx, len(part)); err != nil {
-				return nil // closing
-			}
+		if ok, err := s.pace(ctx, w, len(part)); !ok {
+			return err
 		}
 		if err := w.Write(&wire.Msg{Type: wire.TPart, Index: uint64(i), Offset: uint64(g * manifest.GroupSize)}, part); err != nil {
 			return err
@@ -266,14 +258,9 @@ func (s *session) onTree(r *wire.Reader, m wire.Msg) error {
 	f := s.f
 	i := int64(m.Index)
 	f.mu.Lock()
-	if f.sched == nil || m.Index >= uint64(f.sched.n) {
+	if _, err := s.requestedLocked(m.Index); err != nil {
 		f.mu.Unlock()
-		return fmt.Errorf("%w: tree of chunk %d not requested", wire.ErrProtocol, m.Index)
-	}
-	_, asked := s.inflight[i]
-	if !asked && s.cancelled[i] == 0 {
-		f.mu.Unlock()
-		return fmt.Errorf("%w: tree of chunk %d not requested", wire.ErrProtocol, i)
+		return err
 	}
 	if !f.m.Streamable(i) {
 		f.mu.Unlock()
@@ -348,16 +335,7 @@ func (s *session) onPart(ctx context.Context, r *wire.Reader, m wire.Msg) error 
 	s.stalls = 0
 	f.received += int64(size)
 	if last {
-		if asked {
-			delete(s.inflight, i)
-			// Keep the chunk assigned while it is written.
-			f.sched.release(i, s, true)
-		} else if s.cancelled[i] > 0 {
-			if s.cancelled[i]--; s.cancelled[i] == 0 {
-				delete(s.cancelled, i)
-			}
-		}
-		s.adjustWindow()
+		s.answeredLocked(i, asked)
 	}
 	f.mu.Unlock()
 	if !last {

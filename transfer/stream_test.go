@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/shoalnet/shoal/transfer/manifest"
@@ -119,7 +117,7 @@ func partialSource(t *testing.T) (s *Service, rec *ShareRecord, m *manifest.Mani
 	if err != nil {
 		t.Fatal(err)
 	}
-	src = &source{root: rec.Root, m: m, blocks: blocks, files: newFileSet(m, path, false, nil), have: NewBitfield(m.NumChunks())}
+	src = &source{root: rec.Root, m: m, blocks: blocks, files: newFileSet(m, path, false, nil), have: NewBitfield(m.NumChunks()), shown: NewBitfield(m.NumChunks())}
 	s.mu.Lock()
 	s.sources[rec.Root] = src
 	s.mu.Unlock()
@@ -209,63 +207,28 @@ func TestServePartialCutThrough(t *testing.T) {
 func treeProvider(t *testing.T, m *manifest.Manifest, blocks map[cid.Cid][]byte, data []byte,
 	spoil func(i int64, tree, chunk []byte) ([]byte, []byte)) peer.AddrInfo {
 	t.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { h.Close(); wg.Wait() })
-	h.SetStreamHandler(wire.ProtocolID, func(st network.Stream) {
-		wg.Add(1)
-		defer wg.Done()
-		defer st.Reset()
-		r := wire.NewReader(st, 16<<10)
-		w := wire.NewWriter(st, 64<<10)
-		if m, err := r.Next(); err != nil || m.Type != wire.TOpen {
-			return
+	return fakeProvider(t, blocks, func(w *wire.Writer, msg wire.Msg) error {
+		i := int64(msg.Index)
+		chunk := append([]byte(nil), data[i*m.ChunkSize:][:m.ChunkLen(i)]...)
+		tree, err := m.Tree(nil, i, chunk)
+		if err != nil {
+			t.Error(err)
+			return err
 		}
-		if w.Write(&wire.Msg{Type: wire.THaveAll}, nil) != nil || w.Flush() != nil {
-			return
+		if spoil != nil {
+			tree, chunk = spoil(i, tree, chunk)
 		}
-		for {
-			msg, err := r.Next()
-			if err != nil {
-				return
-			}
-			switch msg.Type {
-			case wire.TGetBlock:
-				if w.Write(&wire.Msg{Type: wire.TBlock, ID: msg.ID}, blocks[msg.CID]) != nil {
-					return
-				}
-			case wire.TRequest:
-				i := int64(msg.Index)
-				chunk := append([]byte(nil), data[i*m.ChunkSize:][:m.ChunkLen(i)]...)
-				tree, err := m.Tree(nil, i, chunk)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if spoil != nil {
-					tree, chunk = spoil(i, tree, chunk)
-				}
-				if w.Write(&wire.Msg{Type: wire.TTree, Index: msg.Index}, tree) != nil {
-					return
-				}
-				for off := 0; off < len(chunk); off += manifest.GroupSize {
-					part := chunk[off:min(len(chunk), off+manifest.GroupSize)]
-					if w.Write(&wire.Msg{Type: wire.TPart, Index: msg.Index, Offset: uint64(off)}, part) != nil {
-						return
-					}
-				}
-			default:
-				continue
-			}
-			if w.Flush() != nil {
-				return
+		if err := w.Write(&wire.Msg{Type: wire.TTree, Index: msg.Index}, tree); err != nil {
+			return err
+		}
+		for off := 0; off < len(chunk); off += manifest.GroupSize {
+			part := chunk[off:min(len(chunk), off+manifest.GroupSize)]
+			if err := w.Write(&wire.Msg{Type: wire.TPart, Index: msg.Index, Offset: uint64(off)}, part); err != nil {
+				return err
 			}
 		}
+		return nil
 	})
-	return peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}
 }
 
 // A provider whose tree does not hash to the chunk's digest, or whose

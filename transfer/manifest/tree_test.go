@@ -19,6 +19,19 @@ func oneChunk(data []byte) *Manifest {
 	}
 }
 
+// chunkTree returns n bytes of pattern seed, the manifest whose only
+// chunk they are, and the chunk's tree.
+func chunkTree(t testing.TB, n int, seed byte) ([]byte, *Manifest, []byte) {
+	t.Helper()
+	data := pattern(n, seed)
+	m := oneChunk(data)
+	tree, err := m.Tree(nil, 0, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, m, tree
+}
+
 func TestTreeMatchesBLAKE3(t *testing.T) {
 	// Whole groups, a short last group, a last group of one short 1 KiB
 	// piece, and the largest chunk: each tree must hash to the reference
@@ -50,12 +63,7 @@ func TestTreeMatchesBLAKE3(t *testing.T) {
 }
 
 func TestTreeRejects(t *testing.T) {
-	data := pattern(1<<20, 7)
-	m := oneChunk(data)
-	tree, err := m.Tree(nil, 0, data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, m, tree := chunkTree(t, 1<<20, 7)
 	// A tree that does not hash to the digest.
 	bad := append([]byte(nil), tree...)
 	bad[100] ^= 1
@@ -105,12 +113,7 @@ func TestTreeRejects(t *testing.T) {
 // before any group is trusted; arbitrary bytes never verify and never
 // panic, and every group of the real chunk verifies only at its place.
 func FuzzVerifyTree(f *testing.F) {
-	data := pattern(200<<10, 3)
-	m := oneChunk(data)
-	tree, err := m.Tree(nil, 0, data)
-	if err != nil {
-		f.Fatal(err)
-	}
+	data, m, tree := chunkTree(f, 200<<10, 3)
 	f.Add(tree, 0)
 	f.Add(tree[:64], 3)
 	f.Fuzz(func(t *testing.T, in []byte, g int) {
@@ -129,12 +132,7 @@ func FuzzVerifyTree(f *testing.F) {
 }
 
 func BenchmarkTree(b *testing.B) {
-	data := pattern(1<<20, 1)
-	m := oneChunk(data)
-	tree, err := m.Tree(nil, 0, data)
-	if err != nil {
-		b.Fatal(err)
-	}
+	data, m, tree := chunkTree(b, 1<<20, 1)
 	b.Run("tree", func(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		buf := make([]byte, 0, len(tree))
