@@ -56,6 +56,7 @@ func (f *fetch) prepare(m *manifest.Manifest) error {
 	f.src = src
 	f.sched = newScheduler(n, bits)
 	f.sched.chunk = m.ChunkSize
+	f.urgentLocked()
 	f.resumed = f.sched.done
 	f.durable = f.sched.done
 	for i := int64(0); i < n; i++ {
@@ -89,12 +90,14 @@ func (f *fetch) prepare(m *manifest.Manifest) error {
 	return nil
 }
 
-// unserve stops serving the partial copy of a failed or interrupted fetch.
-func (f *fetch) unserve() {
+// unserve stops serving the partial copy of a failed or interrupted
+// fetch; its readers are told why.
+func (f *fetch) unserve(why error) {
 	f.s.mu.Lock()
 	defer f.s.mu.Unlock()
 	if f.src != nil && f.s.sources[f.root] == f.src {
 		delete(f.s.sources, f.root)
+		f.src.retire(fmt.Errorf("the fetch of %s stopped: %w", f.root, why))
 	}
 }
 
@@ -187,6 +190,8 @@ func (f *fetch) checkpoint() error {
 // finalize makes the copy durable, gives files and directories their
 // modes, renames it into place and serves it as a share.
 func (f *fetch) finalize() error {
+	// Readers of the partial copy wait for the share that replaces it.
+	f.src.retire(errReplaced)
 	if err := f.files.syncAll(); err != nil {
 		return fmt.Errorf("transfer: sync: %w", err)
 	}

@@ -128,6 +128,7 @@ type fetch struct {
 	duplicates  int64
 	nextBlockID uint64
 	started     time.Time
+	reading     map[*Reader]span // what readers of the content need next (read.go)
 }
 
 // maxAttempts is how often a fetch tries one provider.
@@ -141,6 +142,34 @@ const maxAttempts = 3
 // same root and dst, in this process or after a restart. While it runs,
 // and afterwards, this node serves what it holds of root.
 func (s *Service) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOptions) (*Result, error) {
+	p, err := s.Start(ctx, root, dst, opts)
+	if err != nil {
+		return nil, err
+	}
+	return p.Wait()
+}
+
+// Pending is a fetch started by Start.
+type Pending struct {
+	done chan struct{}
+	res  *Result
+	err  error
+}
+
+// Done is closed when the fetch has ended.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+// Wait blocks until the fetch ends and returns what Fetch would have.
+func (p *Pending) Wait() (*Result, error) {
+	<-p.done
+	return p.res, p.err
+}
+
+// Start is Fetch in the background. It checks its arguments and registers
+// the fetch before it returns, so that Open, called next, waits for the
+// fetch's content instead of finding nothing; the fetch runs until done,
+// failed, or ctx ends.
+func (s *Service) Start(ctx context.Context, root cid.Cid, dst string, opts FetchOptions) (*Pending, error) {
 	if !root.Defined() {
 		return nil, errors.New("transfer: fetch: undefined root CID")
 	}
@@ -190,11 +219,24 @@ func (s *Service) Fetch(ctx context.Context, root cid.Cid, dst string, opts Fetc
 	s.active[key] = f
 	s.wg.Add(1)
 	s.mu.Unlock()
+	p := &Pending{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		defer s.wg.Done()
+		p.res, p.err = f.exec(ctx, key)
+	}()
+	return p, nil
+}
+
+// exec waits for a fetch slot and runs the fetch.
+func (f *fetch) exec(ctx context.Context, key string) (*Result, error) {
+	s := f.s
 	defer func() {
 		s.mu.Lock()
 		delete(s.active, key)
+		// Readers waiting for this fetch's content learn it has ended.
+		s.sourceAddedLocked()
 		s.mu.Unlock()
-		s.wg.Done()
 	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -230,14 +272,14 @@ func (f *fetch) run(ctx context.Context) (res *Result, err error) {
 		f.bg.Wait()
 		f.stopSessions()
 		bg.Wait()
+		if err != nil {
+			f.unserve(err)
+		}
 		if f.files != nil && err != nil {
 			if cerr := f.checkpoint(); cerr != nil {
 				f.s.log.Warn("checkpoint", "root", f.root, "err", cerr)
 			}
 			f.files.close()
-		}
-		if err != nil {
-			f.unserve()
 		}
 	}()
 

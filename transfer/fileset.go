@@ -27,9 +27,10 @@ type fileSet struct {
 	stats    []FileStat // nil: do not check files for changes
 	fileIdx  []int      // entry index -> index into stats (file entries only)
 
-	mu    sync.Mutex
-	open  map[int]*os.File
-	dirty map[int]struct{} // entries written since the last sync
+	mu     sync.Mutex
+	open   map[int]*os.File
+	dirty  map[int]struct{} // entries written since the last sync
+	closed bool             // handles opened now are not kept
 }
 
 func newFileSet(m *manifest.Manifest, base string, writable bool, stats []FileStat) *fileSet {
@@ -77,7 +78,7 @@ func (fs *fileSet) file(i int) (*os.File, func(), error) {
 		f.Close()
 		return g, func() {}, nil
 	}
-	if len(fs.open) < maxOpenFiles {
+	if len(fs.open) < maxOpenFiles && !fs.closed {
 		fs.open[i] = f
 		return f, func() {}, nil
 	}
@@ -115,6 +116,22 @@ func (fs *fileSet) readChunk(c int64, buf []byte) error {
 	defer release()
 	if _, err := f.ReadAt(buf, off); err != nil {
 		return fmt.Errorf("read chunk %d of %s: %w", c, fs.path(i), err)
+	}
+	return nil
+}
+
+// readAt reads len(p) bytes of file entry i at off.
+func (fs *fileSet) readAt(i int, p []byte, off int64) error {
+	if err := fs.check(i); err != nil {
+		return err
+	}
+	f, release, err := fs.file(i)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if _, err := f.ReadAt(p, off); err != nil {
+		return fmt.Errorf("read %s at %d: %w", fs.path(i), off, err)
 	}
 	return nil
 }
@@ -190,6 +207,7 @@ func syncPath(p string) error {
 func (fs *fileSet) close() error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
+	fs.closed = true
 	var errs []error
 	for i, f := range fs.open {
 		errs = append(errs, f.Close())

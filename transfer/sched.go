@@ -38,6 +38,9 @@ type scheduler struct {
 	chunk   int64 // chunk size in bytes, for time estimates
 	now     func() time.Time
 	stolen  int64 // requests taken over from a slower peer
+	// urgent lists the chunks readers wait for or will read next, most
+	// urgent first (read.go): they are picked before any other.
+	urgent []int64
 }
 
 func newScheduler(n int64, have Bitfield) *scheduler {
@@ -143,6 +146,27 @@ func (sc *scheduler) next(s *session) int64 {
 	return sc.steal(s)
 }
 
+// nextUrgent picks a chunk from the urgent list for s, or -1, and marks
+// it assigned to s.
+func (sc *scheduler) nextUrgent(s *session) int64 {
+	i := sc.pickUrgent(s)
+	if i >= 0 {
+		sc.remove(i)
+		sc.state[i] = chunkAssigned
+		sc.owners[i] = append(sc.owners[i], s)
+	}
+	return i
+}
+
+func (sc *scheduler) pickUrgent(s *session) int64 {
+	for _, i := range sc.urgent {
+		if sc.state[i] == chunkMissing && s.hasChunk(i) {
+			return i
+		}
+	}
+	return -1
+}
+
 // stealScan caps the chunks one steal looks at.
 const stealScan = 128
 
@@ -244,6 +268,9 @@ func ownedBy(ow []*session, s *session) bool {
 func (sc *scheduler) pickMissing(s *session) int64 {
 	if sc.missing == 0 {
 		return -1
+	}
+	if i := sc.pickUrgent(s); i >= 0 {
+		return i
 	}
 	for b := range sc.buckets {
 		bucket := sc.buckets[b]

@@ -224,6 +224,7 @@ func (s *Service) Close() error {
 	defer s.mu.Unlock()
 	var errs []error
 	for _, src := range s.sources {
+		src.retire(ErrClosed)
 		errs = append(errs, src.files.close())
 	}
 	return errors.Join(errs...)
@@ -326,6 +327,7 @@ func (s *Service) addShare(rec *ShareRecord, m *manifest.Manifest, blocks map[ci
 	s.sourceAddedLocked()
 	s.mu.Unlock()
 	if old != nil {
+		old.retire(errReplaced)
 		old.files.close()
 	}
 	return nil
@@ -387,6 +389,7 @@ func (s *Service) Unshare(root cid.Cid) error {
 	}
 	delete(s.sources, root)
 	s.mu.Unlock()
+	src.retire(fmt.Errorf("%w: %s is no longer shared here", ErrNotFound, root))
 	src.files.close()
 	if err := s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketShares).Delete(root.Bytes())
@@ -455,6 +458,49 @@ type source struct {
 	// told of: those held and those arriving (set with have).
 	partials map[int64]*partialChunk
 	shown    Bitfield
+	// Readers (read.go) wait on wake, closed when a chunk is acquired or
+	// the source retires; gone says why it retired.
+	wake chan struct{}
+	gone error
+}
+
+// errReplaced: a source was replaced by another for the same root (a
+// fetch completed, a share re-indexed); readers move to the new one.
+var errReplaced = errors.New("replaced")
+
+// changed returns a channel closed when the source next acquires a chunk
+// or retires.
+func (src *source) changed() <-chan struct{} {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if src.wake == nil {
+		src.wake = make(chan struct{})
+	}
+	return src.wake
+}
+
+func (src *source) wakeLocked() {
+	if src.wake != nil {
+		close(src.wake)
+		src.wake = nil
+	}
+}
+
+// retire records that the source is no longer served, and why, and wakes
+// its readers.
+func (src *source) retire(why error) {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if src.gone == nil || src.gone == errReplaced {
+		src.gone = why
+	}
+	src.wakeLocked()
+}
+
+func (src *source) goneErr() error {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	return src.gone
 }
 
 func (src *source) staleErr() error {
@@ -528,6 +574,7 @@ func (src *source) acquired(i int64) {
 	}
 	src.have.Set(i)
 	src.showLocked(i)
+	src.wakeLocked()
 }
 
 // showLocked tells the subscribers of chunk i, once (src.mu held).

@@ -293,11 +293,7 @@ func (s *session) sendLoop(ctx context.Context) {
 		s.haves = nil
 		if f.sched != nil && s.ready {
 			now := time.Now()
-			for len(s.inflight) < s.window {
-				i := f.sched.next(s)
-				if i < 0 {
-					break
-				}
+			ask := func(i int64) {
 				if len(s.inflight) == 0 {
 					s.lastProg = now
 					// Idle time is not the peer's slowness.
@@ -306,6 +302,21 @@ func (s *session) sendLoop(ctx context.Context) {
 				// Distinct times keep the order of the requests.
 				s.inflight[i] = now.Add(time.Duration(len(reqs)))
 				reqs = append(reqs, i)
+			}
+			for len(s.inflight) < s.window {
+				i := f.sched.next(s)
+				if i < 0 {
+					break
+				}
+				ask(i)
+			}
+			// A chunk a reader waits for need not wait for room.
+			for len(s.inflight) < s.window+urgentExtra {
+				i := f.sched.nextUrgent(s)
+				if i < 0 {
+					break
+				}
+				ask(i)
 			}
 		}
 		f.mu.Unlock()
