@@ -56,6 +56,16 @@ type FetchOptions struct {
 // resumes when called again with the same root and dst, also after a
 // restart.
 func (n *Node) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOptions) (*transfer.Result, error) {
+	wait, err := n.startFetch(ctx, root, dst, opts)
+	if err != nil {
+		return nil, err
+	}
+	return wait()
+}
+
+// startFetch starts Fetch's work and returns what waits for it to end;
+// the fetch is registered (Open finds it) when startFetch returns.
+func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts FetchOptions) (wait func() (*transfer.Result, error), err error) {
 	if err := CheckRoot(root); err != nil {
 		return nil, err
 	}
@@ -67,7 +77,6 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOp
 	}
 	started := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	providers := make(chan peer.ID, 16)
 	done := make(chan struct{})
 	go func() {
@@ -75,11 +84,11 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOp
 		defer close(providers)
 		n.findProviders(ctx, root, opts, providers)
 	}()
-	defer func() {
+	stop := func() {
 		cancel()
 		<-done
-	}()
-	res, err := n.xfer.Fetch(ctx, root, dst, transfer.FetchOptions{
+	}
+	p, err := n.xfer.Start(ctx, root, dst, transfer.FetchOptions{
 		Overwrite: opts.Overwrite,
 		IntoDir:   opts.IntoDir,
 		Providers: providers,
@@ -93,18 +102,26 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOp
 		},
 	})
 	if err != nil {
-		if errors.Is(err, transfer.ErrNoProviders) {
-			if refs := n.access.refusedSince(started); len(refs) > 0 {
-				// Say why: this peer was refused (its token).
-				return nil, fmt.Errorf("%w (%w)", errors.Join(refs...), err)
-			}
-		}
+		stop()
 		return nil, err
 	}
-	n.announce(n.ctx, root, res.Manifest.Name, res.Manifest.Size, int64(countFiles(res)))
-	n.provide(root)
-	n.refreshMeta()
-	return res, nil
+	return func() (*transfer.Result, error) {
+		res, err := p.Wait()
+		stop()
+		if err != nil {
+			if errors.Is(err, transfer.ErrNoProviders) {
+				if refs := n.access.refusedSince(started); len(refs) > 0 {
+					// Say why: this peer was refused (its token).
+					return nil, fmt.Errorf("%w (%w)", errors.Join(refs...), err)
+				}
+			}
+			return nil, err
+		}
+		n.announce(n.ctx, root, res.Manifest.Name, res.Manifest.Size, int64(countFiles(res)))
+		n.provide(root)
+		n.refreshMeta()
+		return res, nil
+	}, nil
 }
 
 func countFiles(res *transfer.Result) int {

@@ -64,6 +64,9 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 	mdns      interface{ Close() error } // nil unless Config.MDNS
+
+	storeMu sync.Mutex
+	stores  map[string]*storeFetch // fetches into the store, by root (open.go)
 }
 
 // New starts a node: it opens (or creates) the home, listens, joins the
@@ -145,7 +148,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if !tok.IsZero() && tok.Peer != self {
 		return nil, fmt.Errorf("node: the token names peer %s, not this peer %s", tok.Peer, self)
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, key: key, db: db, started: time.Now()}
+	n = &Node{cfg: cfg, log: cfg.Logger, key: key, db: db, started: time.Now(), stores: make(map[string]*storeFetch)}
 	acc := &access{n: n, v: verifier, gater: newGater(), token: tok, peers: make(map[peer.ID]*peerAuth)}
 	n.access = acc
 	h, err := newHost(cfg, key, psk, acc.gater)
@@ -478,10 +481,28 @@ func (n *Node) provide(root cid.Cid) {
 }
 
 // Unshare stops serving root, withdraws it from the catalog and stops
-// providing it. Files on disk are left alone.
+// providing it. Files on disk are left alone, except in the node's store
+// (see Open): content there, complete or still arriving, is deleted.
 func (n *Node) Unshare(ctx context.Context, root cid.Cid) error {
-	if err := n.xfer.Unshare(root); err != nil {
+	stopped := n.stopStoreFetch(root)
+	var path string
+	for _, sh := range n.xfer.Shares() {
+		if sh.Root.Equals(root) {
+			path = sh.Path
+		}
+	}
+	if err := n.xfer.Unshare(root); err != nil && !(stopped && errors.Is(err, transfer.ErrNotFound)) {
 		return err
+	}
+	if stopped {
+		if err := n.xfer.Discard(root, filepath.Join(n.cfg.Home, StoreDir, root.String())); err != nil {
+			return fmt.Errorf("node: unshare: %w", err)
+		}
+	}
+	if path != "" && n.inStore(path) {
+		if err := os.RemoveAll(path); err != nil {
+			return fmt.Errorf("node: unshare: %w", err)
+		}
 	}
 	n.dht.Unprovide(root)
 	if err := n.cat.Withdraw(ctx, root); err != nil {

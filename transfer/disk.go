@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/shoalnet/shoal/transfer/manifest"
 )
 
@@ -271,4 +273,17 @@ func modeOf(e manifest.Entry) fs.FileMode {
 		return 0o644
 	}
 	return mode
+}
+
+// Discard forgets an interrupted fetch of root to dst and deletes its
+// partial copy; it must not be running.
+func (s *Service) Discard(root cid.Cid, dst string) error {
+	rec, _, err := loadPartial(s.db, root, dst)
+	if err != nil || rec == nil {
+		return err
+	}
+	if err := os.RemoveAll(rec.Temp); err != nil {
+		return err
+	}
+	return deletePartial(s.db, root, dst)
 }

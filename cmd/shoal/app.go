@@ -31,6 +31,7 @@ func run(ctx context.Context, args []string) error {
 			idCommand(),
 			shareCommand(),
 			fetchCommand(),
+			catCommand(),
 			unshareCommand(),
 			lsCommand(),
 			peersCommand(),

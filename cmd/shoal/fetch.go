@@ -95,26 +95,7 @@ func runFetch(c *cli.Context) error {
 // fetchInProcess fetches with a node of its own on the home, for when no
 // daemon runs.
 func fetchInProcess(c *cli.Context, req api.FetchRequest, rep *fetchReporter) (api.Event, error) {
-	home, err := filepath.Abs(c.String("home"))
-	if err != nil {
-		return api.Event{}, err
-	}
-	fc, _, err := readConfig(home)
-	if err != nil {
-		return api.Event{}, err
-	}
-	if bs := c.StringSlice("bootstrap"); len(bs) > 0 {
-		fc.Bootstrap = bs
-	}
-	cfg, err := fc.nodeConfig(home)
-	if err != nil {
-		return api.Event{}, err
-	}
-	cfg.ListenAddrs = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}
-	cfg.DHTClientMode = true
-	cfg.MDNS = false
-	cfg.Logger = slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelError}))
-	n, err := node.New(c.Context, cfg)
+	n, err := inProcessNode(c)
 	if err != nil {
 		return api.Event{}, err
 	}
@@ -128,4 +109,30 @@ func fetchInProcess(c *cli.Context, req api.FetchRequest, rep *fetchReporter) (a
 	}
 	p := res.Progress
 	return api.Event{Type: "done", Root: root.String(), Name: res.Manifest.Name, Path: res.Path, Fetch: &p}, nil
+}
+
+// inProcessNode starts a node on the home for one command, when no daemon
+// runs: it listens on free ports, queries the DHT without serving it, and
+// bootstraps from --bootstrap or config.toml.
+func inProcessNode(c *cli.Context) (*node.Node, error) {
+	home, err := filepath.Abs(c.String("home"))
+	if err != nil {
+		return nil, err
+	}
+	fc, _, err := readConfig(home)
+	if err != nil {
+		return nil, err
+	}
+	if bs := c.StringSlice("bootstrap"); len(bs) > 0 {
+		fc.Bootstrap = bs
+	}
+	cfg, err := fc.nodeConfig(home)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ListenAddrs = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}
+	cfg.DHTClientMode = true
+	cfg.MDNS = false
+	cfg.Logger = slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelError}))
+	return node.New(c.Context, cfg)
 }

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/shoalnet/shoal/node"
@@ -65,6 +66,11 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (*http.R
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return c.send(req)
+}
+
+// send makes a request and turns an error answer into an error.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) {
@@ -93,6 +99,8 @@ func eventError(e Event) error {
 		base = transfer.ErrExists
 	case CodeNoProviders:
 		base = transfer.ErrNoProviders
+	case CodeIsDir:
+		base = transfer.ErrIsDir
 	case CodeNotFound:
 		base = transfer.ErrNotFound
 	case CodeNotRoot:
@@ -291,4 +299,45 @@ func (c *Client) WatchMembers(ctx context.Context, fn func(membership.Event)) er
 		}
 		fn(e)
 	}
+}
+
+// Cat returns the file at name in the share root ("" for a single-file
+// share) as the daemon reads it, while it arrives if it is not held there
+// yet. A directory is an error (wrapping transfer.ErrIsDir) that lists
+// its entries.
+func (c *Client) Cat(ctx context.Context, root, name string) (io.ReadCloser, error) {
+	u := "http://shoal/content/" + url.PathEscape(root)
+	if name = strings.Trim(name, "/"); name != "" {
+		u += "/" + (&url.URL{Path: name}).EscapedPath()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Header.Get(KindHeader) != "directory" {
+		return resp.Body, nil
+	}
+	defer resp.Body.Close()
+	var l Listing
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&l); err != nil {
+		return nil, fmt.Errorf("daemon sent a bad listing: %w", err)
+	}
+	var names []string
+	for _, e := range l.Entries {
+		if e.Dir {
+			names = append(names, e.Name+"/")
+		} else {
+			names = append(names, e.Name)
+		}
+	}
+	where := l.Name
+	if l.Path != "" {
+		where += "/" + l.Path
+	}
+	return nil, fmt.Errorf("%w: %s holds: %s", transfer.ErrIsDir, where, strings.Join(names, " "))
 }

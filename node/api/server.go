@@ -28,6 +28,8 @@ type Server struct {
 	version string
 	log     *slog.Logger
 	mux     *http.ServeMux
+
+	contentSlots chan struct{} // bounds the content requests served at once
 }
 
 // NewServer returns the API handler for n.
@@ -35,7 +37,8 @@ func NewServer(n *node.Node, version string, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{n: n, version: version, log: log, mux: http.NewServeMux()}
+	s := &Server{n: n, version: version, log: log, mux: http.NewServeMux(),
+		contentSlots: make(chan struct{}, DefaultContentLimit)}
 	s.mux.HandleFunc("GET /v1/status", s.status)
 	s.mux.HandleFunc("GET /v1/peers", s.peers)
 	s.mux.HandleFunc("GET /v1/catalog", s.catalog)
@@ -48,6 +51,8 @@ func NewServer(n *node.Node, version string, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /v1/members/watch", s.membersWatch)
 	s.mux.HandleFunc("POST /v1/token", s.addToken)
 	s.mux.HandleFunc("POST /v1/revoke", s.revoke)
+	s.mux.HandleFunc("GET /content/{root}", s.content)
+	s.mux.HandleFunc("GET /content/{root}/{path...}", s.content)
 	return s
 }
 
@@ -89,6 +94,10 @@ func codeOf(err error) string {
 		return CodeExists
 	case errors.Is(err, transfer.ErrNoProviders):
 		return CodeNoProviders
+	case errors.Is(err, transfer.ErrIsDir):
+		return CodeIsDir
+	case errors.Is(err, errBusy):
+		return CodeBusy
 	case errors.Is(err, transfer.ErrNotFound), errors.Is(err, os.ErrNotExist):
 		return CodeNotFound
 	case errors.Is(err, node.ErrNotRoot):

@@ -109,4 +109,6 @@ const (
 	CodeRefused     = "refused"
 	CodeForbidden   = "forbidden" // this peer's role does not allow it
 	CodeBadToken    = "bad_token"
+	CodeIsDir       = "is_dir" // a directory where a file was wanted
+	CodeBusy        = "busy"   // too many requests at once; try again
 )

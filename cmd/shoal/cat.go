@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoalnet/shoal/node/api"
+	"github.com/shoalnet/shoal/transfer"
+	"github.com/shoalnet/shoal/transfer/manifest"
+)
+
+func catCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "cat",
+		Usage:     "write a file of a share to standard output, while it arrives",
+		ArgsUsage: "CID[/PATH]",
+		Description: "Writes the file PATH of the share CID (a single-file share needs no\n" +
+			"PATH) to standard output. Bytes flow as soon as the chunks they are in\n" +
+			"arrive and are verified: the fetch asks for the chunks next in line\n" +
+			"first, so `shoal cat CID | tar x` or a media player starts at once.\n" +
+			"A share not held here is fetched whole into <home>/store and then\n" +
+			"served like any fetched share (`shoal unshare CID` deletes it).\n\n" +
+			"Through the running daemon if there is one; otherwise with a node\n" +
+			"started for this alone, bootstrapping from --bootstrap and config.toml.",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "bootstrap", Usage: "multiaddr of a peer to join through, without a daemon (repeatable)"},
+		},
+		Action: runCat,
+	}
+}
+
+func runCat(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return fmt.Errorf("cat takes one CID[/PATH] (got %d arguments)", c.NArg())
+	}
+	rootArg, name, _ := strings.Cut(c.Args().First(), "/")
+	root, err := parseRoot(rootArg)
+	if err != nil {
+		return err
+	}
+	cl, err := client(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	rd, err := cl.Cat(c.Context, root.String(), name)
+	if errors.Is(err, api.ErrNoDaemon) {
+		return catInProcess(c, root.String(), name)
+	}
+	if err != nil {
+		return catError(err)
+	}
+	defer rd.Close()
+	if _, err := io.Copy(c.App.Writer, rd); err != nil {
+		return fmt.Errorf("cat %s: %w", c.Args().First(), err)
+	}
+	return nil
+}
+
+func catError(err error) error {
+	if errors.Is(err, transfer.ErrNoProviders) {
+		return fmt.Errorf("%w\n(check the connections with `shoal peers`)", err)
+	}
+	return err
+}
+
+// catInProcess reads with a node of its own on the home, for when no
+// daemon runs.
+func catInProcess(c *cli.Context, rootArg, name string) error {
+	n, err := inProcessNode(c)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	root, _ := parseRoot(rootArg)
+	rd, err := n.Open(c.Context, root, name)
+	if err != nil {
+		if errors.Is(err, transfer.ErrIsDir) {
+			if m, merr := n.Content(c.Context, root); merr == nil {
+				return fmt.Errorf("%w; its files: %s", err, strings.Join(filesOf(m.Entries), " "))
+			}
+		}
+		return catError(err)
+	}
+	defer rd.Close()
+	if _, err := io.Copy(c.App.Writer, rd); err != nil {
+		return fmt.Errorf("cat %s: %w", c.Args().First(), err)
+	}
+	return nil
+}
+
+func filesOf(entries []manifest.Entry) []string {
+	var out []string
+	for _, e := range entries {
+		if !e.Dir {
+			out = append(out, e.Path)
+		}
+	}
+	return out
+}
