@@ -569,6 +569,17 @@ func (f *fetch) kickAll() {
 	}
 }
 
+// anyHoldsAllLocked reports whether a provider said it holds every chunk
+// (f.mu held).
+func (f *fetch) anyHoldsAllLocked() bool {
+	for _, s := range f.sessions {
+		if s.all && s.dead == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // onHave records what a provider holds.
 func (f *fetch) onHave(s *session, m wire.Msg) error {
 	f.mu.Lock()
@@ -701,6 +712,12 @@ func (f *fetch) onError(s *session, m wire.Msg) error {
 			f.sched.lost(i)
 		} else if s.all {
 			return fmt.Errorf("provider claimed every chunk but lacks %d", i)
+		} else {
+			// Asked for a chunk it had not shown, for a reader: not again.
+			if s.lacks == nil {
+				s.lacks = NewBitfield(f.sched.n)
+			}
+			s.lacks.Set(i)
 		}
 	case wire.CodeBusy:
 		s.window = max(1, s.window/2)

@@ -266,6 +266,17 @@ func TestProgressReportsInOrder(t *testing.T) {
 // error ends the stream).
 func fakeProvider(t *testing.T, blocks map[cid.Cid][]byte, onRequest func(w *wire.Writer, m wire.Msg) error) peer.AddrInfo {
 	t.Helper()
+	return fakeProviderShowing(t, blocks, nil, onRequest)
+}
+
+// fakeProviderShowing is fakeProvider saying it holds only the chunks in
+// shown (a nil shown: all of them).
+func fakeProviderShowing(t *testing.T, blocks map[cid.Cid][]byte, shown Bitfield, onRequest func(w *wire.Writer, m wire.Msg) error) peer.AddrInfo {
+	t.Helper()
+	hello := &wire.Msg{Type: wire.THaveAll}
+	if shown != nil {
+		hello = &wire.Msg{Type: wire.THave, Bits: shown}
+	}
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
 		t.Fatal(err)
@@ -281,7 +292,7 @@ func fakeProvider(t *testing.T, blocks map[cid.Cid][]byte, onRequest func(w *wir
 		if m, err := r.Next(); err != nil || m.Type != wire.TOpen {
 			return
 		}
-		if w.Write(&wire.Msg{Type: wire.THaveAll}, nil) != nil || w.Flush() != nil {
+		if w.Write(hello, nil) != nil || w.Flush() != nil {
 			return
 		}
 		for {

@@ -318,3 +318,83 @@ func TestReaderFetchStops(t *testing.T) {
 	}
 	t.Logf("the read ended with: %v", res.err)
 }
+
+// A seed shows its chunks a few at a time: a reader waiting for one it has
+// not shown gets it anyway, asked of the providers that have not said
+// they lack it, each once.
+func TestReaderChunkNotShown(t *testing.T) {
+	const n, target = 64, 50
+	const cs = manifest.MinChunkSize
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	seed := newPipeService(t)
+	data := randomBytes(n*cs, 7)
+	path := filepath.Join(t.TempDir(), "f.bin")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := seed.Share(ctx, path, ShareOptions{Build: manifest.BuildOptions{ChunkSize: cs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := manifestBlockData(t, seed, rec.Root)
+	shown := NewBitfield(n)
+	shown.Set(0) // and nothing else, so the fetch does not end
+	var mu sync.Mutex
+	asked := map[string][]int64{}
+	var lacking, revealing peer.AddrInfo
+	serve := func(who string, has func(int64) bool) func(w *wire.Writer, msg wire.Msg) error {
+		return func(w *wire.Writer, msg wire.Msg) error {
+			i := int64(msg.Index)
+			mu.Lock()
+			asked[who] = append(asked[who], i)
+			mu.Unlock()
+			if !has(i) {
+				return w.Write(&wire.Msg{Type: wire.TError, Ref: msg.Index, Code: wire.CodeUnavailable}, nil)
+			}
+			if i != target {
+				return nil // hold everything but the chunk read: the fetch goes on
+			}
+			return w.Write(&wire.Msg{Type: wire.TChunk, Index: msg.Index}, data[i*cs:(i+1)*cs])
+		}
+	}
+	lacking = fakeProviderShowing(t, blocks, shown, serve("lacking", func(i int64) bool { return i == 0 }))
+	revealing = fakeProviderShowing(t, blocks, shown, serve("revealing", func(int64) bool { return true }))
+	f, hf := newHostService(t)
+	for _, ai := range []peer.AddrInfo{lacking, revealing} {
+		if err := hf.Connect(ctx, ai); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	p, err := f.Start(fctx, rec.Root, filepath.Join(t.TempDir(), "f.bin"), FetchOptions{Peers: []peer.ID{lacking.ID, revealing.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := f.Open(ctx, rec.Root, "", OpenOptions{ReadAhead: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	buf := make([]byte, cs)
+	if k, err := r.ReadAt(buf, target*cs); err != nil || !bytes.Equal(buf, data[target*cs:(target+1)*cs]) {
+		t.Fatalf("read %d bytes, %v", k, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	count := func(who string) (k int) {
+		for _, i := range asked[who] {
+			if i == target {
+				k++
+			}
+		}
+		return k
+	}
+	if count("revealing") != 1 || count("lacking") > 1 {
+		t.Errorf("chunk %d asked of the revealing provider %d times, of the lacking one %d times (want 1, at most 1): %v",
+			target, count("revealing"), count("lacking"), asked)
+	}
+	stop()
+	p.Wait()
+}

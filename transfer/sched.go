@@ -147,9 +147,12 @@ func (sc *scheduler) next(s *session) int64 {
 }
 
 // nextUrgent picks a chunk from the urgent list for s, or -1, and marks
-// it assigned to s.
-func (sc *scheduler) nextUrgent(s *session) int64 {
-	i := sc.pickUrgent(s)
+// it assigned to s. With probe, s may also be asked for an urgent chunk
+// no peer has shown, unless it said it lacks it: a seed reveals its
+// chunks a few at a time and may not have shown the one a reader waits
+// for.
+func (sc *scheduler) nextUrgent(s *session, probe bool) int64 {
+	i := sc.pickUrgent(s, probe)
 	if i >= 0 {
 		sc.remove(i)
 		sc.state[i] = chunkAssigned
@@ -158,9 +161,12 @@ func (sc *scheduler) nextUrgent(s *session) int64 {
 	return i
 }
 
-func (sc *scheduler) pickUrgent(s *session) int64 {
+func (sc *scheduler) pickUrgent(s *session, probe bool) int64 {
 	for _, i := range sc.urgent {
-		if sc.state[i] == chunkMissing && s.hasChunk(i) {
+		if sc.state[i] != chunkMissing {
+			continue
+		}
+		if s.hasChunk(i) || probe && sc.avail[i] == 0 && !s.lacks.Has(i) {
 			return i
 		}
 	}
@@ -269,7 +275,7 @@ func (sc *scheduler) pickMissing(s *session) int64 {
 	if sc.missing == 0 {
 		return -1
 	}
-	if i := sc.pickUrgent(s); i >= 0 {
+	if i := sc.pickUrgent(s, false); i >= 0 {
 		return i
 	}
 	for b := range sc.buckets {

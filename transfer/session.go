@@ -33,6 +33,7 @@ type session struct {
 	ready     bool // the provider said what it holds
 	all       bool
 	have      Bitfield
+	lacks     Bitfield   // chunks it was asked for unshown and said it lacks
 	stash     []wire.Msg // haves received before the manifest was known
 	stashed   int
 	inflight  map[int64]time.Time
@@ -310,9 +311,11 @@ func (s *session) sendLoop(ctx context.Context) {
 				}
 				ask(i)
 			}
-			// A chunk a reader waits for need not wait for room.
+			// A chunk a reader waits for need not wait for room, nor for
+			// a seed to show it when no peer holding everything is here.
+			probe := len(f.sched.urgent) > 0 && !f.anyHoldsAllLocked()
 			for len(s.inflight) < s.window+urgentExtra {
-				i := f.sched.nextUrgent(s)
+				i := f.sched.nextUrgent(s, probe)
 				if i < 0 {
 					break
 				}

@@ -4,6 +4,7 @@
 //	shoal-bench hash  [--size 1GiB] [--runs 5] [--warmup 1] [--dir DIR] [--json FILE] [--cpuprofile PREFIX]
 //	shoal-bench fetch [--size 1GiB] [--runs 3] [--warmup 1] [--dir DIR] [--discard] [--json FILE]
 //	                  [--cpuprofile PREFIX] [--trace PREFIX] [--timeline] [--checkpoint DURATION]
+//	shoal-bench ttfb  [--size 1GiB] [--runs 5] [--warmup 1] [--dir DIR] [--json FILE]
 //	shoal-bench members [--n 10,25,50] [--runs 3] [--interval 200ms] [--timeout 100ms] [--steady 10s]
 //	                  [--settle 5s] [--sync 30s] [--limit 2m] [--json FILE]
 //	shoal-bench ksource|swarm|scale|memory [--n 15] [--seeders 1] [--size 256MiB]
@@ -41,6 +42,7 @@ const usage = `usage: shoal-bench <command> [flags]
 commands:
   hash   BLAKE3 on all cores vs manifest.BuildFromPath
   fetch  single-peer shoal fetch vs a plain TLS 1.3 copy over loopback
+  ttfb   first byte of a share not held yet (node.Open) vs a whole fetch of it
   members  shoal's membership protocol vs hashicorp/memberlist
 
 network-namespace testbed (root; real 'shoal daemon's on tbf-shaped links):
@@ -81,6 +83,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return hashCmd(ctx, args[1:], out)
 	case "fetch":
 		return fetchCmd(ctx, args[1:], out)
+	case "ttfb":
+		return ttfbCmd(ctx, args[1:], out)
 	case "members":
 		return membersCmd(ctx, args[1:], out)
 	case scKSource, scSwarm, scScale, scMemory:
