@@ -20,8 +20,15 @@
 // already known. A node serves what it shares, what it has fetched and,
 // while a fetch runs, the chunks it already holds.
 //
+// Open reads a file of a share while it arrives: reads wait only for the
+// chunks they need, which the fetch asks for first. A root neither held
+// nor being fetched is fetched whole into the store (<home>/store/<root>)
+// and then served like any fetched share; Unshare deletes it there, and
+// never deletes files shared in place.
+//
 // The home directory holds the identity key (identity.key, mode 0600), the
-// state database (state.db) and, for the daemon, config.toml and api.sock.
+// state database (state.db), the store and, for the daemon, config.toml
+// and api.sock.
 // Two nodes must not share a home: New takes the database's lock and
 // fails fast if another process holds it.
 package node

@@ -4,7 +4,7 @@
 // events, one JSON object per line, ending with a "done" or an "error"
 // event, so a client shows progress as it comes.
 //
-// Endpoints (all under /v1):
+// Endpoints:
 //
 //	GET    /v1/status          Status
 //	GET    /v1/peers           []node.PeerInfo
@@ -16,6 +16,13 @@
 //	POST   /v1/connect         ConnectRequest
 //	GET    /v1/members         []membership.Member
 //	GET    /v1/members/watch   NDJSON stream of membership.Event
+//	POST   /v1/token           TokenRequest -> TokenInfo
+//	POST   /v1/revoke          TokenRequest -> TokenInfo
+//
+// and the content gateway for plain HTTP clients (gateway.go):
+//
+//	GET    /content/{root}/{path...}   a file, with Range; a directory
+//	                                   as HTML, or Listing as JSON
 //
 // Errors are JSON {"error": "...", "code": "..."}; the client turns the
 // codes back into the sentinel errors of node and transfer, so callers
