@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -64,9 +63,8 @@ func (n *Node) meta() membership.Meta {
 			m.Addrs = append(m.Addrs, a.String())
 		}
 	}
-	var st syscall.Statfs_t
-	if syscall.Statfs(n.cfg.Home, &st) == nil {
-		m.FreeStorage = st.Bavail * uint64(st.Bsize)
+	if free, ok := freeStorage(n.cfg.Home); ok {
+		m.FreeStorage = free
 	}
 	return m
 }
