@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -193,5 +194,46 @@ func TestBearerListener(t *testing.T) {
 		if c.want == http.StatusOK && !strings.Contains(rec.Body.String(), d.n.ID().String()) {
 			t.Errorf("status body: %s", rec.Body.String())
 		}
+	}
+}
+
+// Malformed bodies, oversized bodies and bad CIDs are the client's
+// mistakes: 400 with the code bad_request, which the
+// client turns back into ErrBadRequest.
+func TestBadRequestCodes(t *testing.T) {
+	d := newDaemon(t)
+	srv := httptest.NewServer(NewServer(d.n, "test", nil))
+	defer srv.Close()
+	big := `{"path": "` + strings.Repeat("x", maxBody) + `"}`
+	for _, c := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{http.MethodPost, "/v1/share", `{"path": `, http.StatusBadRequest},
+		{http.MethodPost, "/v1/share", `{"path": "/tmp", "bogus": 1}`, http.StatusBadRequest},
+		{http.MethodPost, "/v1/share", big, http.StatusBadRequest},
+		{http.MethodPost, "/v1/share", `{"path": "relative"}`, http.StatusBadRequest},
+		{http.MethodPost, "/v1/fetch", `{"root": "not-a-cid", "dst": "/tmp/x"}`, http.StatusBadRequest},
+		{http.MethodPost, "/v1/connect", `{"addr": "nonsense"}`, http.StatusBadRequest},
+		{http.MethodDelete, "/v1/shares/not-a-cid", "", http.StatusBadRequest},
+	} {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e Event
+		err = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != c.status || e.Code != CodeBadRequest {
+			t.Errorf("%s %s %.40q: %s, code %q (%s), want %d bad_request", c.method, c.path, c.body, resp.Status, e.Code, e.Error, c.status)
+		}
+	}
+	_, err := d.c.Fetch(context.Background(), FetchRequest{Root: "not-a-cid", Dst: "x"}, nil)
+	if !errors.Is(err, ErrBadRequest) {
+		t.Errorf("client: %v, want ErrBadRequest", err)
+	}
+	if err := d.c.Unshare(context.Background(), "bafy-nonsense"); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("client unshare: %v, want ErrBadRequest", err)
 	}
 }

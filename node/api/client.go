@@ -93,31 +93,12 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 // eventError turns an error event back into an error that matches the
 // sentinel of its code.
 func eventError(e Event) error {
-	var base error
-	switch e.Code {
-	case CodeExists:
-		base = transfer.ErrExists
-	case CodeNoProviders:
-		base = transfer.ErrNoProviders
-	case CodeIsDir:
-		base = transfer.ErrIsDir
-	case CodeNotFound:
-		base = transfer.ErrNotFound
-	case CodeNotRoot:
-		base = node.ErrNotRoot
-	case CodeCanceled:
-		base = context.Canceled
-	case CodeDenied:
-		base = transfer.ErrDenied
-	case CodeRefused:
-		base = node.ErrRefused
-	case CodeForbidden:
-		base = node.ErrNotPublisher
+	for _, c := range errorCodes {
+		if c.code == e.Code {
+			return &remoteError{msg: e.Error, base: c.err}
+		}
 	}
-	if base == nil {
-		return errors.New(e.Error)
-	}
-	return &remoteError{msg: e.Error, base: base}
+	return errors.New(e.Error)
 }
 
 type remoteError struct {

@@ -75,7 +75,7 @@ func (s *Server) content(w http.ResponseWriter, r *http.Request) {
 		defer func() { <-s.contentSlots }()
 	default:
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%w: %d content requests are being served; try again", errBusy, cap(s.contentSlots)))
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%w: %d content requests are being served; try again", ErrBusy, cap(s.contentSlots)))
 		return
 	}
 	ctx := r.Context()
@@ -121,8 +121,6 @@ func (s *Server) content(w http.ResponseWriter, r *http.Request) {
 	// the first bytes when the name does not say.
 	http.ServeContent(w, r, f.Name(), time.Time{}, f)
 }
-
-var errBusy = errors.New("busy")
 
 // contentStatus is the HTTP status of a content error.
 func contentStatus(err error) int {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,37 +82,21 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, err error) {
+	code := codeOf(err)
+	if code == CodeInternal && status >= 400 && status < 500 {
+		code = CodeBadRequest
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(Event{Type: "error", Error: err.Error(), Code: codeOf(err)})
+	json.NewEncoder(w).Encode(Event{Type: "error", Error: err.Error(), Code: code})
 }
 
+// codeOf is the code of the first sentinel of errorCodes that err wraps.
 func codeOf(err error) string {
-	switch {
-	case errors.Is(err, transfer.ErrExists):
-		return CodeExists
-	case errors.Is(err, transfer.ErrNoProviders):
-		return CodeNoProviders
-	case errors.Is(err, transfer.ErrIsDir):
-		return CodeIsDir
-	case errors.Is(err, errBusy):
-		return CodeBusy
-	case errors.Is(err, transfer.ErrNotFound), errors.Is(err, os.ErrNotExist):
-		return CodeNotFound
-	case errors.Is(err, node.ErrNotRoot):
-		return CodeNotRoot
-	case errors.Is(err, context.Canceled):
-		return CodeCanceled
-	case errors.Is(err, transfer.ErrDenied):
-		return CodeDenied
-	case errors.Is(err, node.ErrRefused):
-		return CodeRefused
-	case errors.Is(err, node.ErrNotPublisher):
-		return CodeForbidden
-	case errors.Is(err, auth.ErrMalformed), errors.Is(err, auth.ErrBadSignature), errors.Is(err, auth.ErrExpired),
-		errors.Is(err, auth.ErrWrongPeer), errors.Is(err, auth.ErrWrongNetwork), errors.Is(err, auth.ErrUnknownIssuer),
-		errors.Is(err, auth.ErrRevoked), errors.Is(err, auth.ErrNoToken):
-		return CodeBadToken
+	for _, c := range errorCodes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
 	}
 	return CodeInternal
 }
@@ -155,7 +138,7 @@ func (s *Server) shares(w http.ResponseWriter, r *http.Request) { writeJSON(w, s
 func (s *Server) unshare(w http.ResponseWriter, r *http.Request) {
 	root, err := cid.Decode(r.PathValue("root"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("malformed CID %q: %w", r.PathValue("root"), err))
+		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: malformed CID %q: %v", ErrBadRequest, r.PathValue("root"), err))
 		return
 	}
 	if err := s.n.Unshare(r.Context(), root); err != nil {
@@ -224,11 +207,19 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, NewTokenInfo(t))
 }
 
+// maxBody caps a request body.
+const maxBody = 1 << 20
+
+// decode reads a JSON request body into v. Its errors wrap ErrBadRequest.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("bad request body: %w", err)
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return fmt.Errorf("%w: the body is over %d bytes", ErrBadRequest, maxBody)
+		}
+		return fmt.Errorf("%w: body: %v", ErrBadRequest, err)
 	}
 	return nil
 }
@@ -289,7 +280,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 	}
 	root, err := cid.Decode(req.Root)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("malformed CID %q: %w", req.Root, err))
+		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: malformed CID %q: %v", ErrBadRequest, req.Root, err))
 		return
 	}
 	if err := node.CheckRoot(root); err != nil {

@@ -1,6 +1,9 @@
 package api
 
 import (
+	"context"
+	"errors"
+	"os"
 	"time"
 
 	"github.com/shoalnet/shoal/node"
@@ -94,6 +97,43 @@ type Event struct {
 	// Error and its Code, with "error".
 	Error string `json:"error,omitempty"`
 	Code  string `json:"code,omitempty"`
+}
+
+// ErrBadRequest: the request was malformed (its body, a CID, a path).
+var ErrBadRequest = errors.New("bad request")
+
+// ErrBusy: the daemon serves as many such requests as it will at once;
+// try again.
+var ErrBusy = errors.New("busy")
+
+// errorCodes is the one table of the API's error codes: the server
+// answers an error with the code of the first sentinel in it that the
+// error wraps, and the client turns a code back into the first sentinel
+// with that code, so callers branch with errors.Is on either side.
+var errorCodes = []struct {
+	code string
+	err  error
+}{
+	{CodeExists, transfer.ErrExists},
+	{CodeNoProviders, transfer.ErrNoProviders},
+	{CodeIsDir, transfer.ErrIsDir},
+	{CodeBusy, ErrBusy},
+	{CodeNotFound, transfer.ErrNotFound},
+	{CodeNotFound, os.ErrNotExist},
+	{CodeNotRoot, node.ErrNotRoot},
+	{CodeCanceled, context.Canceled},
+	{CodeDenied, transfer.ErrDenied},
+	{CodeRefused, node.ErrRefused},
+	{CodeForbidden, node.ErrNotPublisher},
+	{CodeBadToken, auth.ErrMalformed},
+	{CodeBadToken, auth.ErrBadSignature},
+	{CodeBadToken, auth.ErrExpired},
+	{CodeBadToken, auth.ErrWrongPeer},
+	{CodeBadToken, auth.ErrWrongNetwork},
+	{CodeBadToken, auth.ErrUnknownIssuer},
+	{CodeBadToken, auth.ErrRevoked},
+	{CodeBadToken, auth.ErrNoToken},
+	{CodeBadRequest, ErrBadRequest},
 }
 
 // Error codes.
