@@ -118,12 +118,9 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(filepath.Join(home, StateFile), 0o600, &bolt.Options{Timeout: 200 * time.Millisecond})
+	db, err := openState(home)
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("%w: %s (is a shoal daemon running on it?)", ErrHomeLocked, home)
-		}
-		return nil, fmt.Errorf("node: open state database: %w", err)
+		return nil, err
 	}
 	closers = append(closers, db.Close)
 
