@@ -25,7 +25,10 @@
 // its author is known: only a member speaks for its own alive and left
 // states and metadata; any member may report suspect or dead. The newer
 // incarnation wins; at equal incarnation dead and left beat suspect,
-// which beats alive.
+// which beats alive. A member starts at the time in nanoseconds as its
+// incarnation, so that one that left or crashed and comes back with the
+// same peer ID is alive again at once; it refutes a claim that it left,
+// like a suspicion, while it runs.
 //
 // Anti-entropy. On join and every SyncInterval a node exchanges its full
 // view with one random member over /shoal/sync/1.0.0 (push-pull), so what

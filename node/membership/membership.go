@@ -133,7 +133,7 @@ func New(h host.Host, ps *pubsub.PubSub, cfg Config) (*Membership, error) {
 		}
 	}
 	m.cfg.Meta = meta
-	m.members[m.self] = &member{Member: Member{ID: m.self, State: Alive, Incarnation: 1, Meta: meta, Changed: time.Now()}}
+	m.members[m.self] = &member{Member: Member{ID: m.self, State: Alive, Incarnation: firstIncarnation(time.Now()), Meta: meta, Changed: time.Now()}}
 
 	name := Topic(cfg.Network)
 	if err := ps.RegisterTopicValidator(name, m.validate); err != nil {
@@ -373,11 +373,23 @@ func (m *Membership) apply(u update, id peer.ID, author peer.ID) bool {
 	return false
 }
 
-// refuteLocked answers a statement about this node: a suspicion or death
-// at our incarnation or above is refuted with a higher incarnation.
+// firstIncarnation is the incarnation a member starts with: the time in
+// nanoseconds, so that a member that comes back (same peer ID, a new
+// process) starts above every incarnation its earlier run announced, its
+// "left" or "dead" included, and is taken for alive again at once. A
+// clock set back is covered by refuting: a claim of leave or death about
+// a running member at or above its incarnation is answered with a higher
+// one.
+func firstIncarnation(now time.Time) uint64 {
+	return max(1, uint64(now.UnixNano()))
+}
+
+// refuteLocked answers a statement about this node: a suspicion, death or
+// leave at our incarnation or above is refuted with a higher incarnation
+// (this node runs, so it has not left).
 func (m *Membership) refuteLocked(u update) bool {
 	me := m.members[m.self]
-	if u.Kind != KindSuspect && u.Kind != KindDead {
+	if u.Kind != KindSuspect && u.Kind != KindDead && u.Kind != KindLeft {
 		return false
 	}
 	if u.Inc < me.Incarnation {

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -45,36 +47,11 @@ func newClusterWith(t *testing.T, n int, cfg Config, gaters []*splitGater) []*te
 	t.Helper()
 	nodes := make([]*testNode, n)
 	for i := range nodes {
-		opts := []libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0")}
+		var opts []libp2p.Option
 		if gaters != nil {
 			opts = append(opts, libp2p.ConnectionGater(gaters[i]))
 		}
-		h, err := libp2p.New(opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithMessageSignaturePolicy(pubsub.StrictSign))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := cfg
-		c.Meta.Name = fmt.Sprintf("node-%d", i)
-		m, err := New(h, ps, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.SetStreamHandler(SyncProtocol, func(s network.Stream) {
-			var b [1]byte
-			if _, err := io.ReadFull(s, b[:]); err != nil || b[0] != SyncRequest {
-				s.Reset()
-				return
-			}
-			m.ServeSync(s)
-		})
-		tn := &testNode{h: h, m: m, cancel: cancel}
-		nodes[i] = tn
-		t.Cleanup(func() { tn.close() })
+		nodes[i] = startTestNode(t, cfg, fmt.Sprintf("node-%d", i), opts...)
 	}
 	boot := peer.AddrInfo{ID: nodes[0].h.ID(), Addrs: nodes[0].h.Addrs()}
 	var wg sync.WaitGroup
@@ -95,6 +72,36 @@ func newClusterWith(t *testing.T, n int, cfg Config, gaters []*splitGater) []*te
 	}
 	wg.Wait()
 	return nodes
+}
+
+// startTestNode starts one node on loopback, joined to nobody.
+func startTestNode(t *testing.T, cfg Config, name string, opts ...libp2p.Option) *testNode {
+	t.Helper()
+	h, err := libp2p.New(append([]libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0")}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithMessageSignaturePolicy(pubsub.StrictSign))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Meta.Name = name
+	m, err := New(h, ps, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.SetStreamHandler(SyncProtocol, func(s network.Stream) {
+		var b [1]byte
+		if _, err := io.ReadFull(s, b[:]); err != nil || b[0] != SyncRequest {
+			s.Reset()
+			return
+		}
+		m.ServeSync(s)
+	})
+	tn := &testNode{h: h, m: m, cancel: cancel}
+	t.Cleanup(func() { tn.close() })
+	return tn
 }
 
 func (tn *testNode) close() {
@@ -353,4 +360,42 @@ func recordDeaths(nodes []*testNode, id peer.ID) func() []peer.ID {
 		wg.Wait()
 		return who
 	}
+}
+
+// A member that left and comes back (same identity, a new process) is
+// alive again in every view within a few probe periods, so that when it
+// later crashes, the crash is seen.
+func TestLeaveRestartCrash(t *testing.T) {
+	cfg := testCfg()
+	nodes := newCluster(t, 5, cfg)
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot := peer.AddrInfo{ID: nodes[0].h.ID(), Addrs: nodes[0].h.Addrs()}
+	start := func() *testNode {
+		tn := startTestNode(t, cfg, "comeback", libp2p.Identity(key))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := tn.h.Connect(ctx, boot); err != nil {
+			t.Fatal(err)
+		}
+		if err := tn.m.Join(ctx, []peer.ID{boot.ID}); err != nil {
+			t.Fatal(err)
+		}
+		return tn
+	}
+	tn := start()
+	id := tn.h.ID()
+	waitUntil(t, nodes, 30*time.Second, "convergence", func() bool { return allSee(nodes, id, Alive) })
+	tn.close()
+	waitUntil(t, nodes, 10*time.Second, "every node to record the leave", func() bool { return allSee(nodes, id, Left) })
+
+	tn = start()
+	took := waitUntil(t, nodes, 10*cfg.ProbeInterval+time.Second, "every node to see the member back",
+		func() bool { return allSee(nodes, id, Alive) })
+	t.Logf("back in every view after %v", took)
+	tn.crash()
+	waitUntil(t, nodes, 30*time.Second, "every node to declare the crashed member dead",
+		func() bool { return allSee(nodes, id, Dead) })
 }
