@@ -49,7 +49,7 @@ func (n *Node) meta() membership.Meta {
 		Network: n.cfg.Network,
 		Roles:   n.cfg.Roles,
 		Version: n.cfg.Version,
-		Shares:  len(n.xfer.Shares()),
+		Shares:  n.servedShares(),
 	}
 	if n.access.closed() {
 		m.Token = n.access.tokenBytes()
@@ -107,4 +107,15 @@ func hostname() string {
 		return ""
 	}
 	return h
+}
+
+// servedShares counts the shares served (stale ones are not).
+func (n *Node) servedShares() int {
+	k := 0
+	for _, s := range n.xfer.Shares() {
+		if s.Stale == "" {
+			k++
+		}
+	}
+	return k
 }

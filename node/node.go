@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -64,6 +65,8 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 	mdns      interface{ Close() error } // nil unless Config.MDNS
+
+	running atomic.Bool // New has finished
 
 	storeMu sync.Mutex
 	stores  map[string]*storeFetch // fetches into the store, by root (open.go)
@@ -202,6 +205,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		acc.gater.refuse(p, refuseFor)
 		h.Network().ClosePeer(p)
 	}
+	tcfg.OnStale = n.onStale
 	xfer, err := transfer.New(h, db, tcfg)
 	if err != nil {
 		return nil, err
@@ -253,9 +257,15 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 			n.log.Warn("join members", "err", err)
 		}
 	}
-	// Serve and provide what was shared before a restart.
+	// Serve and provide what was shared before a restart (a share whose
+	// files changed meanwhile was withdrawn as it loaded).
+	n.running.Store(true)
 	for _, s := range xfer.Shares() {
-		n.provide(s.Root)
+		if s.Stale == "" {
+			n.provide(s.Root)
+		} else {
+			n.onStale(s.Root, nil)
+		}
 	}
 	n.log.Info("node started", "peer", h.ID(), "addrs", n.Addrs())
 	return n, nil
@@ -507,6 +517,28 @@ func (n *Node) Unshare(ctx context.Context, root cid.Cid) error {
 	}
 	n.refreshMeta()
 	return nil
+}
+
+// onStale withdraws a share whose files changed since it was indexed:
+// it is no longer provided nor in the catalog, and the member metadata
+// stops counting it. Shares lists it, marked stale, until it is shared
+// again or unshared.
+func (n *Node) onStale(root cid.Cid, _ error) {
+	if !n.running.Load() {
+		return // found as the shares load: New withdraws it when it can
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if n.ctx.Err() != nil {
+			return
+		}
+		n.dht.Unprovide(root)
+		if err := n.cat.Withdraw(n.ctx, root); err != nil && n.ctx.Err() == nil {
+			n.log.Warn("withdraw a stale share", "root", root, "err", err)
+		}
+		n.refreshMeta()
+	}()
 }
 
 // Shares lists what this node serves in full.

@@ -437,7 +437,12 @@ func (f *fetch) dropLocked(s *session, err error, ban bool) {
 	}
 	s.dead = err
 	if s.st != nil {
-		s.st.Reset()
+		if s.lastWord {
+			s.st.CloseWrite()
+			s.st.SetReadDeadline(time.Now().Add(lastWordWait))
+		} else {
+			s.st.Reset()
+		}
 	}
 	for _, ch := range s.blockWait {
 		deliver(ch, blockResult{err: err})
@@ -828,6 +833,15 @@ func (f *fetch) bad(s *session, err error) {
 	}
 }
 
+// badChunk drops a provider whose chunk i failed verification, telling it
+// first: a provider whose file was changed in place learns it, checks
+// the chunk itself and stops serving stale bytes.
+func (f *fetch) badChunk(s *session, i int64, err error) {
+	s.tell(wire.Msg{Type: wire.TError, About: wire.AboutChunk, Ref: uint64(i), Code: wire.CodeCorrupt,
+		Text: "the chunk failed verification here"})
+	f.bad(s, fmt.Errorf("chunk %d: %w", i, err))
+}
+
 // verifier checks arriving chunks and writes the good ones.
 func (f *fetch) verifier(ctx context.Context) {
 	for {
@@ -864,7 +878,7 @@ func (f *fetch) accept(a arrival) {
 			f.mu.Lock()
 			f.sched.requeue(a.i)
 			f.mu.Unlock()
-			f.bad(a.s, fmt.Errorf("chunk %d: %w", a.i, err))
+			f.badChunk(a.s, a.i, err)
 			return
 		}
 	}

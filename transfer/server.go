@@ -239,6 +239,7 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 // errBusy is queued as an answer when a peer exceeds its queue.
 func (s *Service) serveReader(r *wire.Reader, src *source, q *serveQueue, w *wire.Writer, rv *revealer) error {
 	n := uint64(src.m.NumChunks())
+	reported := false // a corrupt chunk was reported (and checked) on this stream
 	for {
 		m, err := r.Next()
 		if err != nil {
@@ -286,6 +287,15 @@ func (s *Service) serveReader(r *wire.Reader, src *source, q *serveQueue, w *wir
 				if more {
 					q.signal()
 				}
+			}
+		case wire.TError:
+			// A chunk sent from here failed verification there.
+			if m.About != wire.AboutChunk || m.Code != wire.CodeCorrupt || m.Ref >= n {
+				return fmt.Errorf("%w: unexpected error %v about %d from the fetching side", wire.ErrProtocol, m.Code, m.Ref)
+			}
+			if !reported {
+				reported = true
+				s.checkReported(src, int64(m.Ref))
 			}
 		default:
 			return fmt.Errorf("%w: unexpected %v from the fetching side", wire.ErrProtocol, m.Type)
@@ -469,6 +479,31 @@ func (s *Service) noteStale(src *source, err error) {
 	if src.markStale(err) {
 		s.log.Warn("share no longer served: a file changed since it was indexed; share it again",
 			"root", src.root, "err", err)
+		if s.cfg.OnStale != nil {
+			s.cfg.OnStale(src.root, err)
+		}
+	}
+}
+
+// checkReported reads chunk i of a share that a fetcher reports failed
+// verification there, and stops serving the share if the chunk no longer
+// matches its hash: the file was changed in place, keeping its size and
+// modification time. A partial copy is verified as it arrives: nothing
+// to check.
+func (s *Service) checkReported(src *source, i int64) {
+	if src.rec == nil || src.staleErr() != nil {
+		return
+	}
+	buf := s.getBuf(int(src.m.ChunkLen(i)))
+	defer s.putBuf(buf)
+	if err := src.files.readChunk(i, *buf); err != nil {
+		if errors.Is(err, errStale) {
+			s.noteStale(src, err)
+		}
+		return
+	}
+	if err := src.m.Verify(i, *buf); err != nil {
+		s.noteStale(src, fmt.Errorf("%w: chunk %d no longer matches its hash (reported by a fetcher, checked here): %v", errStale, i, err))
 	}
 }
 

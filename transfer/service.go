@@ -81,6 +81,11 @@ type Config struct {
 	// frames, a flood of requests past MaxQueuedPerStream); its stream is
 	// reset in any case. The node uses it to cut the peer off.
 	OnProtocolError func(p peer.ID, err error)
+	// OnStale, if set, is told once of a share that stopped being served
+	// because its files changed since they were indexed (found when the
+	// share is loaded, read, or reported corrupt by a fetcher and checked
+	// here). It must not block.
+	OnStale func(root cid.Cid, err error)
 	// Logger receives the service's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -333,14 +338,29 @@ func (s *Service) addShare(rec *ShareRecord, m *manifest.Manifest, blocks map[ci
 	return nil
 }
 
-// loadShare serves a share recorded in the database.
+// loadShare serves a share recorded in the database, unless its files
+// changed while the node was down.
 func (s *Service) loadShare(r ShareRecord) error {
 	m, blocks, err := s.localManifest(s.ctx, r.Root)
 	if err != nil {
 		return err
 	}
 	rec := r
-	return s.addShare(&rec, m, blocks)
+	if err := s.addShare(&rec, m, blocks); err != nil {
+		return err
+	}
+	if src := s.source(rec.Root); src != nil && src.rec == &rec {
+		for i, e := range m.Entries {
+			if e.Dir {
+				continue
+			}
+			if err := src.files.check(i); err != nil {
+				s.noteStale(src, err)
+				break
+			}
+		}
+	}
+	return nil
 }
 
 // manifestBlocks returns the CIDs of root's stored manifest blocks.

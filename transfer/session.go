@@ -49,6 +49,7 @@ type session struct {
 	rateAt    time.Time
 	rateBytes int64
 	dead      error
+	lastWord  bool // a message was sent to be read before the stream ends (tell)
 	blockWait map[uint64]chan blockResult
 
 	// The reader goroutine's own: chunks arriving part by part.
@@ -220,6 +221,15 @@ func (s *session) run(ctx context.Context) {
 			s.sendLoop(sctx)
 		}()
 		err = s.readLoop(sctx)
+		s.f.mu.Lock()
+		lastWord := s.lastWord
+		s.f.mu.Unlock()
+		if lastWord {
+			// Let the provider read the last word before the stream
+			// goes: it closes its side when it has (or the deadline
+			// set when the session was dropped passes).
+			io.Copy(io.Discard, s.st)
+		}
 		s.st.Reset()
 		s.dropArrivals()
 		cancel()
@@ -352,6 +362,28 @@ func (s *session) sendLoop(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// lastWordWait bounds how long a dropped session waits for its provider
+// to read its last word and close the stream.
+const lastWordWait = 2 * time.Second
+
+// tell sends m to the provider as the last word of a session about to be
+// dropped: when it is dropped, the stream is closed for writing instead
+// of reset, so that the provider reads m first.
+func (s *session) tell(m wire.Msg) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.w == nil || s.st == nil {
+		return
+	}
+	s.st.SetWriteDeadline(time.Now().Add(lastWordWait))
+	if s.w.Write(&m, nil) != nil || s.w.Flush() != nil {
+		return
+	}
+	s.f.mu.Lock()
+	s.lastWord = true
+	s.f.mu.Unlock()
 }
 
 // getBlock asks the provider for a manifest block and waits for it.

@@ -284,9 +284,8 @@ func (s *session) onTree(r *wire.Reader, m wire.Msg) error {
 		return err
 	}
 	if err := f.m.VerifyTree(i, tree); err != nil {
-		err = fmt.Errorf("chunk %d: %w", i, err)
-		f.bad(s, err)
-		return err
+		f.badChunk(s, i, err)
+		return fmt.Errorf("chunk %d: %w", i, err)
 	}
 	rx := &rxChunk{p: newPartial(i, tree, f.s.getBuf(int(n)), f.s.putBuf), firstByte: now}
 	rx.shown = src.startPartial(rx.p)
@@ -318,9 +317,8 @@ func (s *session) onPart(ctx context.Context, r *wire.Reader, m wire.Msg) error 
 		return err
 	}
 	if err := manifest.VerifyGroup(rx.p.tree, rx.next, data); err != nil {
-		err = fmt.Errorf("chunk %d: %w", i, err)
-		f.bad(s, err)
-		return err
+		f.badChunk(s, i, err)
+		return fmt.Errorf("chunk %d: %w", i, err)
 	}
 	rx.next++
 	rx.p.verified(rx.next)

@@ -259,6 +259,9 @@ func statusCommand() *cli.Command {
 			fmt.Fprintf(w, "uptime:       %s\n", st.Uptime.Round(time.Second))
 			fmt.Fprintf(w, "peers:        %d connected, %d in the DHT routing table\n", st.Peers, st.DHTPeers)
 			fmt.Fprintf(w, "shares:       %d served, %d in the catalog\n", st.Shares, st.Catalog)
+			for _, sh := range st.Stale {
+				fmt.Fprintf(w, "  not served: %s (%s): %s; share it again\n", sh.Name, sh.Root, sh.Stale)
+			}
 			fmt.Fprintf(w, "members:      %d alive, %d suspect, %d dead, %d left\n",
 				st.Members["alive"], st.Members["suspect"], st.Members["dead"], st.Members["left"])
 			fmt.Fprintf(w, "reachability: %s\n", st.Reachable)

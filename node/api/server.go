@@ -105,12 +105,19 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	st := Status{
 		ID: s.n.ID().String(), Network: s.n.Network(), Version: s.version,
 		Started: s.n.Started(), Uptime: time.Since(s.n.Started()),
-		Peers: len(s.n.Peers()), Shares: len(s.n.Shares()),
+		Peers:   len(s.n.Peers()),
 		Fetches: s.n.Fetches(), DHTPeers: s.n.DHTPeers(), Reachable: s.n.Reachability(),
 		Access: s.n.Access(),
 	}
 	for _, a := range s.n.Addrs() {
 		st.Addrs = append(st.Addrs, a.String())
+	}
+	for _, sh := range s.n.Shares() {
+		if sh.Stale != "" {
+			st.Stale = append(st.Stale, sh)
+		} else {
+			st.Shares++
+		}
 	}
 	if cat, err := s.n.Catalog(); err == nil {
 		st.Catalog = len(cat)

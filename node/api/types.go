@@ -17,20 +17,21 @@ const SocketName = "api.sock"
 
 // Status describes the running node.
 type Status struct {
-	ID        string              `json:"id"`
-	Network   string              `json:"network"`
-	Version   string              `json:"version"`
-	Addrs     []string            `json:"addrs"`
-	Started   time.Time           `json:"started"`
-	Uptime    time.Duration       `json:"uptime_ns"`
-	Peers     int                 `json:"peers"`
-	Shares    int                 `json:"shares"`
-	Catalog   int                 `json:"catalog"`
-	Fetches   []transfer.Progress `json:"fetches"`
-	DHTPeers  int                 `json:"dht_peers"`
-	Members   map[string]int      `json:"members"` // count by state: alive, suspect, dead, left
-	Reachable string              `json:"reachability"`
-	Access    node.AccessStatus   `json:"access"`
+	ID        string               `json:"id"`
+	Network   string               `json:"network"`
+	Version   string               `json:"version"`
+	Addrs     []string             `json:"addrs"`
+	Started   time.Time            `json:"started"`
+	Uptime    time.Duration        `json:"uptime_ns"`
+	Peers     int                  `json:"peers"`
+	Shares    int                  `json:"shares"`          // served
+	Stale     []transfer.ShareInfo `json:"stale,omitempty"` // shares whose files changed: not served
+	Catalog   int                  `json:"catalog"`
+	Fetches   []transfer.Progress  `json:"fetches"`
+	DHTPeers  int                  `json:"dht_peers"`
+	Members   map[string]int       `json:"members"` // count by state: alive, suspect, dead, left
+	Reachable string               `json:"reachability"`
+	Access    node.AccessStatus    `json:"access"`
 }
 
 // TokenRequest carries a token in its text form (shoaltok1_...).

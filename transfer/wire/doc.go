@@ -59,5 +59,10 @@
 // messages of the chunks it already verified (none if it holds none), and
 // then a HaveUpdate for each chunk it verifies, from whichever peer. A
 // server seeding a whole root uses them to show each peer the chunks the
-// fewest of its peers hold; others may ignore them.
+// fewest of its peers hold; others may ignore them. A client that drops a
+// server for a chunk that failed verification first sends it
+// Error{Corrupt, About=chunk, Ref=Index}: a server whose file was changed
+// in place (same size and time) learns of it, checks the chunk itself,
+// and stops serving the share if it no longer matches. A server acts on
+// one such report per stream.
 package wire

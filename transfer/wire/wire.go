@@ -124,12 +124,13 @@ const (
 	CodeInternal    Code = 6 // the server failed (disk error)
 	CodeUnavailable Code = 7 // the chunk is not held (yet) by this peer, or stopped arriving here
 	CodeCancelled   Code = 8 // the request was cancelled while its answer was being sent
+	CodeCorrupt     Code = 9 // (client to server) the chunk sent failed verification here
 )
 
 var codeNames = [...]string{
 	CodeNotFound: "not found", CodeDenied: "denied", CodeBadRequest: "bad request",
 	CodeStale: "stale", CodeBusy: "busy", CodeInternal: "internal error",
-	CodeUnavailable: "unavailable", CodeCancelled: "cancelled",
+	CodeUnavailable: "unavailable", CodeCancelled: "cancelled", CodeCorrupt: "corrupt",
 }
 
 func (c Code) String() string {
