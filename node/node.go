@@ -421,6 +421,11 @@ type ShareOptions struct {
 	// roles above it (reader admits publishers and admins). Peers that
 	// fetched the share enforce the same list when they serve it.
 	Allow []string
+	// SkipSpecial leaves symbolic links, devices, sockets and named pipes
+	// out of a shared directory instead of refusing it; Skipped, if set,
+	// is told of each (its path in the share and what it is).
+	SkipSpecial bool
+	Skipped     func(path, kind string)
 }
 
 // Share indexes the file or directory at path, serves it from where it
@@ -440,7 +445,8 @@ func (n *Node) Share(ctx context.Context, path string, opts ShareOptions) (cid.C
 	if _, err := os.Stat(path); err != nil {
 		return cid.Undef, fmt.Errorf("node: share: %w", err)
 	}
-	bo := manifest.BuildOptions{ChunkSize: opts.ChunkSize, Progress: opts.Progress}
+	bo := manifest.BuildOptions{ChunkSize: opts.ChunkSize, Progress: opts.Progress,
+		SkipSpecial: opts.SkipSpecial, Skipped: opts.Skipped}
 	if opts.SHA256 {
 		bo.Hash = sha256Code
 	}

@@ -100,6 +100,8 @@ func shareCommand() *cli.Command {
 			&cli.BoolFlag{Name: "sha256", Usage: "hash with SHA2-256 instead of BLAKE3"},
 			&cli.StringSliceFlag{Name: "allow", Usage: "limit the share to a role (reader, publisher, admin: closed networks) or a peer ID; " +
 				"repeatable; peers that fetch it keep the limits; others get \"denied\" and no byte of it"},
+			&cli.BoolFlag{Name: "skip-special", Usage: "leave symbolic links, devices, sockets and named pipes out of a directory " +
+				"(each is named on stderr) instead of refusing it"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -111,16 +113,23 @@ func shareCommand() *cli.Command {
 			}
 			defer cl.Close()
 			rep := newIndexReporter(c.App.ErrWriter, c.Bool("quiet"))
+			skipped := 0
 			done, err := cl.Share(c.Context, api.ShareRequest{
 				Path: c.Args().First(), ChunkSize: c.Int64("chunk-size"), SHA256: c.Bool("sha256"),
-				Allow: c.StringSlice("allow"),
-			}, rep.update)
+				Allow: c.StringSlice("allow"), SkipSpecial: c.Bool("skip-special"),
+			}, rep.update, func(path, kind string) {
+				skipped++
+				fmt.Fprintf(c.App.ErrWriter, "left out: %s (%s)\n", path, kind)
+			})
 			rep.finish()
 			if err != nil {
 				return err
 			}
 			if !c.Bool("quiet") {
 				fmt.Fprintf(c.App.Writer, "shared %s\n", done.Path)
+				if skipped > 0 {
+					fmt.Fprintf(c.App.Writer, "%d entries that are neither files nor directories left out\n", skipped)
+				}
 			}
 			fmt.Fprintln(c.App.Writer, done.Root)
 			return nil

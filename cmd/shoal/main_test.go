@@ -513,3 +513,39 @@ func TestCatCommand(t *testing.T) {
 		t.Fatalf("range over HTTP: %s, %d bytes, %v", resp.Status, len(body), err)
 	}
 }
+
+// A directory holding a symbolic link and a named pipe is refused, with
+// the way out named; --skip-special shares the rest and says what it left
+// out.
+func TestShareSkipSpecial(t *testing.T) {
+	home := t.TempDir()
+	startDaemon(t, home)
+	dir := filepath.Join(t.TempDir(), "set")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "real.txt"), []byte("real\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real.txt", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, err := shoal(t, home, "share", dir); err == nil || !strings.Contains(errOut, "--skip-special") {
+		t.Fatalf("share of a directory with special files: %v\n%s", err, errOut)
+	}
+	out, errOut, err := shoal(t, home, "share", "--skip-special", dir)
+	if err != nil {
+		t.Fatalf("share --skip-special: %v\n%s", err, errOut)
+	}
+	if !strings.Contains(errOut, "left out: link (symbolic link)") || !strings.Contains(errOut, "left out: pipe (named pipe)") ||
+		!strings.Contains(out, "2 entries") {
+		t.Fatalf("what was left out is not said:\nstdout %s\nstderr %s", out, errOut)
+	}
+	root := lastLine(out)
+	if _, errOut, err := shoal(t, home, "cat", root); err == nil || !strings.Contains(errOut, "holds: real.txt") || strings.Contains(errOut, "link") {
+		t.Fatalf("the share holds more than real.txt: %v %s", err, errOut)
+	}
+}

@@ -77,7 +77,7 @@ func TestShareFetchThroughAPI(t *testing.T) {
 	ctx := context.Background()
 	src, data := writeRandom(t, 5<<20+1)
 	var indexed int
-	done, err := a.c.Share(ctx, ShareRequest{Path: src}, func(p manifest.BuildProgress) { indexed++ })
+	done, err := a.c.Share(ctx, ShareRequest{Path: src}, func(p manifest.BuildProgress) { indexed++ }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestAPIErrors(t *testing.T) {
 	if _, err := a.c.Fetch(ctx, FetchRequest{Root: root, Dst: filepath.Join(t.TempDir(), "x"), NoDHT: true}, nil); !errors.Is(err, transfer.ErrNoProviders) {
 		t.Fatalf("no providers: %v, want ErrNoProviders", err)
 	}
-	if _, err := a.c.Share(ctx, ShareRequest{Path: filepath.Join(t.TempDir(), "missing")}, nil); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if _, err := a.c.Share(ctx, ShareRequest{Path: filepath.Join(t.TempDir(), "missing")}, nil, nil); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("missing path: %v", err)
 	}
 	st, err := os.Stat(filepath.Join(a.home, SocketName))

@@ -224,17 +224,20 @@ func (c *Client) stream(ctx context.Context, path string, body any, each func(Ev
 }
 
 // Share asks the daemon to share path (made absolute here) and reports
-// indexing progress to progress (may be nil). It returns the "done" event
-// with the root.
-func (c *Client) Share(ctx context.Context, req ShareRequest, progress func(manifest.BuildProgress)) (Event, error) {
+// indexing progress to progress and what SkipSpecial left out to skipped
+// (either may be nil). It returns the "done" event with the root.
+func (c *Client) Share(ctx context.Context, req ShareRequest, progress func(manifest.BuildProgress), skipped func(path, kind string)) (Event, error) {
 	abs, err := filepath.Abs(req.Path)
 	if err != nil {
 		return Event{}, err
 	}
 	req.Path = abs
 	return c.stream(ctx, "/v1/share", req, func(e Event) {
-		if e.Index != nil && progress != nil {
+		switch {
+		case e.Index != nil && progress != nil:
 			progress(*e.Index)
+		case e.Type == "skipped" && skipped != nil:
+			skipped(e.Path, e.Kind)
 		}
 	})
 }

@@ -42,7 +42,7 @@ func gatewayPair(t *testing.T) (b *daemon, gw *httptest.Server, root string, big
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	done, err := a.c.Share(ctx, ShareRequest{Path: dir, ChunkSize: manifest.MinChunkSize}, nil)
+	done, err := a.c.Share(ctx, ShareRequest{Path: dir, ChunkSize: manifest.MinChunkSize}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestContentLimit(t *testing.T) {
 	gw := httptest.NewServer(s)
 	defer gw.Close()
 	src, data := writeRandom(t, 1000)
-	done, err := d.c.Share(context.Background(), ShareRequest{Path: src}, nil)
+	done, err := d.c.Share(context.Background(), ShareRequest{Path: src}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,6 +65,9 @@ type ShareRequest struct {
 	SHA256    bool   `json:"sha256,omitempty"`
 	// Allow limits the share to these roles and peer IDs.
 	Allow []string `json:"allow,omitempty"`
+	// SkipSpecial leaves out what is neither a regular file nor a
+	// directory; each is reported by a "skipped" event.
+	SkipSpecial bool `json:"skip_special,omitempty"`
 }
 
 // FetchRequest asks the daemon to fetch a root to a path on its file
@@ -85,8 +88,11 @@ type ConnectRequest struct {
 
 // Event is one line of a share or fetch stream.
 type Event struct {
-	// Type is "progress", "done" or "error".
+	// Type is "progress", "skipped", "done" or "error".
 	Type string `json:"type"`
+	// Kind of what a share left out, with "skipped" (its Path is in the
+	// share).
+	Kind string `json:"kind,omitempty"`
 	// Share progress (share streams).
 	Index *manifest.BuildProgress `json:"index,omitempty"`
 	// Fetch progress (fetch streams; the final one with "done").

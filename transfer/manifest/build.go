@@ -33,6 +33,10 @@ type BuildOptions struct {
 	// SkipSpecial skips symbolic links, devices, sockets and named pipes
 	// inside a shared directory instead of failing with ErrUnsupported.
 	SkipSpecial bool
+	// Skipped, if not nil, is told of each entry SkipSpecial leaves out:
+	// its slash-separated path in the share and what it is ("symbolic
+	// link", "named pipe", ...).
+	Skipped func(path, kind string)
 	// Progress, if not nil, is called from the goroutine that called
 	// BuildFromPath, at most about every 100 ms while files are read, and
 	// once more when every file is hashed. It must return quickly: reading
@@ -213,9 +217,13 @@ func index(ctx context.Context, abs, name string, opts BuildOptions) (files []in
 		t := d.Type()
 		if !t.IsDir() && !t.IsRegular() {
 			if opts.SkipSpecial {
+				if opts.Skipped != nil {
+					opts.Skipped(filepath.ToSlash(rel), kind(t))
+				}
 				return nil
 			}
-			return fmt.Errorf("%w: %s is a %s (set SkipSpecial to leave it out)", ErrUnsupported, p, kind(t))
+			return fmt.Errorf("%w: %s is a %s (only regular files and directories are shared; "+
+				"leave the others out with `shoal share --skip-special`, or BuildOptions.SkipSpecial)", ErrUnsupported, p, kind(t))
 		}
 		info, err := d.Info()
 		if err != nil {
