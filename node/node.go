@@ -67,6 +67,7 @@ type Node struct {
 	mdns      interface{ Close() error } // nil unless Config.MDNS
 
 	running atomic.Bool // New has finished
+	private bool        // a swarm key keeps the network private
 
 	storeMu sync.Mutex
 	stores  map[string]*storeFetch // fetches into the store, by root (open.go)
@@ -151,6 +152,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	n = &Node{cfg: cfg, log: cfg.Logger, key: key, db: db, started: time.Now(), stores: make(map[string]*storeFetch)}
 	acc := &access{n: n, v: verifier, gater: newGater(), token: tok, peers: make(map[peer.ID]*peerAuth)}
 	n.access = acc
+	n.private = psk != nil
 	h, err := newHost(cfg, key, psk, acc.gater)
 	if err != nil {
 		return nil, err
@@ -367,7 +369,7 @@ func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
 	}
 	start := time.Now()
 	if err := n.h.Connect(ctx, ai); err != nil {
-		return fmt.Errorf("node: connect %s: %w", ai.ID, err)
+		return fmt.Errorf("node: connect %s: %w", ai.ID, explainHandshake(err, n.private))
 	}
 	if _, err := n.access.waitPeer(ctx, ai.ID, start); err != nil {
 		return fmt.Errorf("node: connect %s: %w", ai.ID, err)

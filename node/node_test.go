@@ -18,6 +18,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	kaddht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/shoalnet/shoal/transfer"
@@ -623,8 +624,14 @@ func TestPrivateNetwork(t *testing.T) {
 	}
 	for name, home := range map[string]string{"no key": withKey(nil), "another key": otherHome} {
 		outsider := start(home)
-		if err := outsider.Connect(ctx, a.AddrInfo()); err == nil {
+		// The side without the right key learns nothing but a timeout.
+		dctx, cancel := context.WithTimeout(network.WithDialPeerTimeout(context.Background(), time.Second), 5*time.Second)
+		err := outsider.Connect(dctx, a.AddrInfo())
+		cancel()
+		if err == nil {
 			t.Errorf("%s: connected to a private network", name)
+		} else if !strings.Contains(err.Error(), "swarm key") {
+			t.Errorf("%s: the error does not say the network may be private: %q", name, err)
 		}
 	}
 	// A malformed key is a clear error at start.
