@@ -64,6 +64,10 @@ func (n *Node) Content(ctx context.Context, root cid.Cid) (*manifest.Manifest, e
 	return m, storeErr(ctx, sf, err)
 }
 
+// Holds reports whether root can be read here without a new fetch: it is
+// shared, fetched, or being fetched.
+func (n *Node) Holds(root cid.Cid) bool { return n.xfer.Readable(root) }
+
 // storeErr explains a root found neither held nor being fetched just
 // after a fetch of it into the store began: that fetch failed, and its
 // error says why.

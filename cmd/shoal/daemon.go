@@ -38,8 +38,9 @@ func daemonCommand() *cli.Command {
 			&cli.BoolFlag{Name: "mdns", Usage: "find peers on the LAN by multicast DNS (config: mdns)"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (config: log_level, default info)"},
 			&cli.Int64Flag{Name: "upload-rate", Usage: "bytes per second sent to all peers together, 0 unlimited (config: upload_rate)"},
-			&cli.StringFlag{Name: "api-listen", Usage: "also serve the API over HTTP on host:port, for dashboards and metrics; " +
-				"requests must carry \"Authorization: Bearer <token>\" with the token in <home>/api.token (config: api_listen)"},
+			&cli.StringFlag{Name: "api-listen", Usage: "also serve the API and the content gateway over HTTP on host:port; " +
+				"requests must carry \"Authorization: Bearer <token>\" with the token in <home>/api.token (full control), " +
+				"or the one in <home>/api.read.token (GET only: status, members, content held here) (config: api_listen)"},
 		},
 		Action: runDaemon,
 	}
@@ -117,15 +118,22 @@ func runDaemon(c *cli.Context) error {
 			n.Close()
 			return err
 		}
+		readBearer, err := api.LoadOrCreateReadBearer(home)
+		if err != nil {
+			srv.Close()
+			n.Close()
+			return err
+		}
 		tl, err := net.Listen("tcp", fc.APIListen)
 		if err != nil {
 			srv.Close()
 			n.Close()
 			return fmt.Errorf("api_listen: %w", err)
 		}
-		tcpSrv = &http.Server{Handler: api.RequireBearer(bearer, handler), ReadHeaderTimeout: 10 * time.Second}
+		tcpSrv = &http.Server{Handler: api.RequireBearer(bearer, readBearer, handler), ReadHeaderTimeout: 10 * time.Second}
 		go func() { served <- tcpSrv.Serve(tl) }()
-		log.Info("API also on TCP; requests need the bearer token", "addr", tl.Addr().String(), "token_file", filepath.Join(home, api.TokenFileName))
+		log.Info("API also on TCP; requests need a bearer token", "addr", tl.Addr().String(),
+			"token_file", filepath.Join(home, api.TokenFileName), "read_only_token_file", filepath.Join(home, api.ReadTokenFileName))
 	}
 
 	log.Info("daemon started", "peer", n.ID(), "network", n.Network(), "api", filepath.Join(home, api.SocketName))

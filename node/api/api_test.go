@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -171,7 +172,7 @@ func TestBearerListener(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(d.home, TokenFileName)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("token file: %v %v", fi.Mode(), err)
 	}
-	h := RequireBearer(tok, NewServer(d.n, "test", nil))
+	h := RequireBearer(tok, "", NewServer(d.n, "test", nil))
 	for _, c := range []struct {
 		auth string
 		want int
@@ -235,5 +236,73 @@ func TestBadRequestCodes(t *testing.T) {
 	}
 	if err := d.c.Unshare(context.Background(), "bafy-nonsense"); !errors.Is(err, ErrBadRequest) {
 		t.Errorf("client unshare: %v, want ErrBadRequest", err)
+	}
+}
+
+// The read-only token reads (status, members, content held here) and
+// changes nothing: no share, fetch, unshare, and no fetch of content not
+// held here through the gateway.
+func TestReadOnlyBearer(t *testing.T) {
+	d := newDaemon(t)
+	full, err := LoadOrCreateBearer(d.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := LoadOrCreateReadBearer(d.home)
+	if err != nil || read == full {
+		t.Fatalf("read-only token %q (%v)", read, err)
+	}
+	if fi, err := os.Stat(filepath.Join(d.home, ReadTokenFileName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("read-only token file: %v %v", fi, err)
+	}
+	src, data := writeRandom(t, 1000)
+	done, err := d.c.Share(context.Background(), ShareRequest{Path: src}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A root held elsewhere only.
+	elsewhere, _ := writeRandom(t, 10)
+	e, err := newDaemon(t).c.Share(context.Background(), ShareRequest{Path: elsewhere}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := e.Root
+	srv := httptest.NewServer(RequireBearer(full, read, NewServer(d.n, "test", nil)))
+	defer srv.Close()
+	for _, c := range []struct {
+		token, method, path, body string
+		want                      int
+	}{
+		{read, http.MethodGet, "/v1/status", "", http.StatusOK},
+		{read, http.MethodGet, "/v1/members", "", http.StatusOK},
+		{read, http.MethodGet, "/content/" + done.Root, "", http.StatusOK},
+		{read, http.MethodHead, "/content/" + done.Root, "", http.StatusOK},
+		{read, http.MethodGet, "/content/" + other, "", http.StatusForbidden},
+		{read, http.MethodPost, "/v1/share", `{"path": "/etc"}`, http.StatusForbidden},
+		{read, http.MethodPost, "/v1/fetch", `{"root": "` + other + `", "dst": "/tmp/x"}`, http.StatusForbidden},
+		{read, http.MethodDelete, "/v1/shares/" + done.Root, "", http.StatusForbidden},
+		{"nope", http.MethodGet, "/v1/status", "", http.StatusUnauthorized},
+		{full, http.MethodPost, "/v1/connect", `{"addr": "nonsense"}`, http.StatusBadRequest},
+	} {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.body))
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s %s with the %s token: %s (%s), want %d", c.method, c.path, map[bool]string{true: "read-only", false: "other"}[c.token == read], resp.Status, body, c.want)
+		}
+		if c.want == http.StatusForbidden && !strings.Contains(string(body), CodeForbidden) {
+			t.Errorf("%s %s: %s, want the code forbidden", c.method, c.path, body)
+		}
+		if c.method == http.MethodGet && c.path == "/content/"+done.Root && string(body) != string(data) {
+			t.Errorf("content with the read-only token: %d bytes", len(body))
+		}
+	}
+	if len(d.n.Shares()) != 1 {
+		t.Errorf("the read-only token changed the shares: %+v", d.n.Shares())
 	}
 }

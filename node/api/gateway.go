@@ -78,6 +78,10 @@ func (s *Server) content(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%w: %d content requests are being served; try again", ErrBusy, cap(s.contentSlots)))
 		return
 	}
+	if readOnly(r) && !s.n.Holds(root) {
+		writeError(w, http.StatusForbidden, fmt.Errorf("%w: it reads content held here only, and %s is not", ErrReadOnly, root))
+		return
+	}
 	ctx := r.Context()
 	m, err := s.n.Content(ctx, root)
 	if err != nil {
@@ -129,7 +133,7 @@ func contentStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, transfer.ErrNoProviders):
 		return http.StatusBadGateway
-	case errors.Is(err, transfer.ErrDenied), errors.Is(err, node.ErrRefused):
+	case errors.Is(err, transfer.ErrDenied), errors.Is(err, node.ErrRefused), errors.Is(err, ErrReadOnly):
 		return http.StatusForbidden
 	case errors.Is(err, node.ErrNotRoot):
 		return http.StatusBadRequest

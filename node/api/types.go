@@ -132,6 +132,7 @@ var errorCodes = []struct {
 	{CodeDenied, transfer.ErrDenied},
 	{CodeRefused, node.ErrRefused},
 	{CodeForbidden, node.ErrNotPublisher},
+	{CodeForbidden, ErrReadOnly},
 	{CodeBadToken, auth.ErrMalformed},
 	{CodeBadToken, auth.ErrBadSignature},
 	{CodeBadToken, auth.ErrExpired},
