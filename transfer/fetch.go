@@ -60,7 +60,7 @@ type Progress struct {
 	Durable     int64          `json:"durable_chunks"` // chunks a crash now would not lose (the last checkpoint)
 	Received    int64          `json:"received"`       // chunk bytes received in this run, duplicates included
 	Duplicates  int64          `json:"duplicate_chunks"`
-	Rate        float64        `json:"rate"` // bytes/s over the last interval
+	Rate        float64        `json:"rate"` // bytes/s received, a moving average over about a second
 	Elapsed     time.Duration  `json:"elapsed"`
 	Peers       []PeerProgress `json:"peers"`
 }
@@ -70,7 +70,7 @@ type PeerProgress struct {
 	Peer     peer.ID `json:"peer"`
 	Bytes    int64   `json:"bytes"` // verified bytes from this peer
 	Chunks   int64   `json:"chunks"`
-	Rate     float64 `json:"rate"` // bytes/s
+	Rate     float64 `json:"rate"` // bytes/s, verified bytes over the fetch's time
 	Inflight int     `json:"inflight"`
 	Active   bool    `json:"active"`
 	Error    string  `json:"error,omitempty"` // why the peer was dropped
@@ -129,6 +129,9 @@ type fetch struct {
 	nextBlockID uint64
 	started     time.Time
 	reading     map[*Reader]span // what readers of the content need next (read.go)
+	rate        float64          // bytes/s received recently (sampleRate)
+	rateAt      time.Time
+	rateRecv    int64
 }
 
 // maxAttempts is how often a fetch tries one provider.
@@ -969,7 +972,8 @@ func (f *fetch) ticker(ctx context.Context) {
 			return
 		case <-f.doneCh:
 			return
-		case <-report.C:
+		case now := <-report.C:
+			f.sampleRate(now)
 			if f.opts.Progress != nil {
 				f.report(f.progress(), false)
 			}
@@ -985,14 +989,18 @@ func (f *fetch) ticker(ctx context.Context) {
 	}
 }
 
-// reclaimStalled gives the chunks of a provider that has delivered nothing
-// for RequestTimeout to others; a provider that stalls twice in a row is
-// dropped.
+// reclaimStalled gives the chunks of a provider that has sent nothing of
+// them for RequestTimeout to others; a provider that stalls twice in a
+// row is dropped.
 func (f *fetch) reclaimStalled(now time.Time) {
 	f.mu.Lock()
 	var dropped []*session
 	for _, s := range f.sessions {
-		if len(s.inflight) == 0 || now.Sub(s.lastProg) < f.s.cfg.RequestTimeout {
+		last := s.lastProg
+		if b := time.Unix(0, s.bytesAt.Load()); b.After(last) {
+			last = b
+		}
+		if len(s.inflight) == 0 || now.Sub(last) < f.s.cfg.RequestTimeout {
 			continue
 		}
 		s.stalls++
@@ -1013,7 +1021,7 @@ func (f *fetch) reclaimStalled(now time.Time) {
 	}
 	f.mu.Unlock()
 	for _, s := range dropped {
-		f.drop(s, fmt.Errorf("stalled: nothing delivered for %v", f.s.cfg.RequestTimeout), false)
+		f.drop(s, fmt.Errorf("stalled: nothing delivered for %v, twice", f.s.cfg.RequestTimeout), false)
 	}
 }
 
@@ -1044,10 +1052,28 @@ func (f *fetch) progress() Progress {
 		p.Peers = append(p.Peers, pp)
 	}
 	slices.SortFunc(p.Peers, func(a, b PeerProgress) int { return int(b.Bytes - a.Bytes) })
-	if secs := p.Elapsed.Seconds(); secs > 0 {
-		p.Rate = float64(p.Received) / secs
+	p.Rate = f.rate
+	if f.rateAt.IsZero() {
+		if secs := p.Elapsed.Seconds(); secs > 0 {
+			p.Rate = float64(p.Received) / secs
+		}
 	}
 	return p
+}
+
+// sampleRate updates the fetch's recent receive rate, a moving average
+// over about a second of the ticker's samples.
+func (f *fetch) sampleRate(now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.rateAt.IsZero() {
+		if d := now.Sub(f.rateAt).Seconds(); d > 0 {
+			inst := float64(f.received-f.rateRecv) / d
+			a := min(1, d) // a second's samples make the average
+			f.rate = (1-a)*f.rate + a*inst
+		}
+	}
+	f.rateAt, f.rateRecv = now, f.received
 }
 
 // checkDst refuses an existing destination unless overwriting.

@@ -236,7 +236,9 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 	return err
 }
 
-// errBusy is queued as an answer when a peer exceeds its queue.
+// serveReader takes the fetching side's messages: requests go to the
+// queue (more than its cap end the stream), cancels and holdings to the
+// queue and the revealer.
 func (s *Service) serveReader(r *wire.Reader, src *source, q *serveQueue, w *wire.Writer, rv *revealer) error {
 	n := uint64(src.m.NumChunks())
 	reported := false // a corrupt chunk was reported (and checked) on this stream

@@ -38,16 +38,19 @@ var (
 // Config tunes the service. The zero value of a field means its default.
 type Config struct {
 	// MaxQueuedPerStream caps the requests a peer may have queued on one
-	// stream; past it the peer gets Busy errors. Default 128.
+	// stream; past it the stream ends as a protocol error (a fetcher
+	// keeps at most MaxWindow requests and a few for readers in flight).
+	// Default 128.
 	MaxQueuedPerStream int
 	// InitialWindow is the number of chunk requests in flight to a peer
 	// when a fetch starts. Default 8.
 	InitialWindow int
 	// MaxWindow caps the requests in flight to one peer. Default 64.
 	MaxWindow int
-	// RequestTimeout is the base time a chunk request may take before it is
-	// given to another peer; the timeout grows with chunk size over a
-	// peer's measured rate. Default 15s.
+	// RequestTimeout is how long a provider with requests in flight may
+	// send nothing of them (a long chunk's bytes count as they arrive)
+	// before they are given to other peers. It also bounds a manifest
+	// block's answer. Default 15s.
 	RequestTimeout time.Duration
 	// CheckpointInterval is how often a fetch makes its progress durable
 	// (fsync, then record the have-bitfield). Default 1s.

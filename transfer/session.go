@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -41,7 +42,8 @@ type session struct {
 	cancels   []int64       // cancels to send
 	haves     []int64       // chunks verified since the stream opened, to tell the provider
 	window    int
-	lastProg  time.Time // last arrival, or when the in-flight set last became non-empty
+	lastProg  time.Time    // last arrival, or when the in-flight set last became non-empty
+	bytesAt   atomic.Int64 // unix ns: the last piece of a chunk's payload came (not f.mu)
 	stalls    int
 	bytes     int64
 	chunks    int64
@@ -486,6 +488,10 @@ func (s *session) readLoop(ctx context.Context) error {
 	}
 }
 
+// payloadPiece is how much of a chunk's payload arrives between two
+// notes of the provider's progress.
+const payloadPiece = 64 << 10
+
 // onChunk reads a chunk's payload and hands it to the verifiers.
 func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error {
 	f := s.f
@@ -513,7 +519,8 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 	s.signal()
 
 	buf := f.s.getBuf(int(m.Length))
-	if err := r.ReadPayload(*buf); err != nil {
+	// A long chunk on a slow link is progress, not a stall.
+	if err := r.ReadPayloadEach(*buf, payloadPiece, func() { s.bytesAt.Store(time.Now().UnixNano()) }); err != nil {
 		f.s.putBuf(buf)
 		f.mu.Lock()
 		if asked {

@@ -3,14 +3,19 @@ package transfer
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/shoalnet/shoal/transfer/manifest"
 	"github.com/shoalnet/shoal/transfer/wire"
 )
 
@@ -78,4 +83,118 @@ func TestStalledProviderWorkTaken(t *testing.T) {
 		t.Fatal("the copy differs from the source")
 	}
 	t.Logf("the stalled provider was asked for %d chunks", asked.Load())
+}
+
+// pacedWriter writes at most 16 KiB at a time, one every gap: a slow link.
+type pacedWriter struct {
+	w   io.Writer
+	gap time.Duration
+}
+
+func (p pacedWriter) Write(b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		k := min(len(b)-n, 16<<10)
+		time.Sleep(p.gap) // the link's pace, not synchronisation
+		m, err := p.w.Write(b[n : n+k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// A chunk that takes longer to arrive than RequestTimeout, on a slow but
+// steady link, is progress, not a stall: the only provider is not
+// dropped and nothing is asked twice.
+func TestSlowChunkNotStalled(t *testing.T) {
+	const cs = manifest.MinChunkSize
+	seed := newPipeService(t)
+	data := randomBytes(2*cs, 3)
+	path := filepath.Join(t.TempDir(), "f.bin")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rec, err := seed.Share(ctx, path, ShareOptions{Build: manifest.BuildOptions{ChunkSize: cs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := manifestBlockData(t, seed, rec.Root)
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { h.Close(); wg.Wait() })
+	var asked atomic.Int64
+	h.SetStreamHandler(wire.ProtocolID, func(st network.Stream) {
+		wg.Add(1)
+		defer wg.Done()
+		defer st.Reset()
+		r := wire.NewReader(st, 16<<10)
+		// 256 KiB in 16 KiB pieces 30 ms apart: about half a second.
+		w := wire.NewWriter(pacedWriter{st, 30 * time.Millisecond}, 16<<10)
+		if m, err := r.Next(); err != nil || m.Type != wire.TOpen {
+			return
+		}
+		if w.Write(&wire.Msg{Type: wire.THaveAll}, nil) != nil || w.Flush() != nil {
+			return
+		}
+		for {
+			m, err := r.Next()
+			if err != nil {
+				return
+			}
+			switch m.Type {
+			case wire.TGetBlock:
+				err = w.Write(&wire.Msg{Type: wire.TBlock, ID: m.ID}, blocks[m.CID])
+			case wire.TRequest:
+				asked.Add(1)
+				i := int64(m.Index)
+				err = w.Write(&wire.Msg{Type: wire.TChunk, Index: m.Index}, data[i*cs:(i+1)*cs])
+			default:
+				continue
+			}
+			if err != nil || w.Flush() != nil {
+				return
+			}
+		}
+	})
+	f, hf := newHostServiceWith(t, func(c *Config) { c.RequestTimeout = 300 * time.Millisecond })
+	if err := hf.Connect(ctx, peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "f.bin")
+	res, err := f.Fetch(ctx, rec.Root, dst, FetchOptions{Peers: []peer.ID{h.ID()}})
+	if err != nil {
+		t.Fatalf("the slow provider was taken for stalled: %v", err)
+	}
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
+		t.Fatal("the copy differs")
+	}
+	if n := asked.Load(); n != 2 || res.Progress.Duplicates != 0 {
+		t.Errorf("%d requests for 2 chunks, %d duplicates", n, res.Progress.Duplicates)
+	}
+}
+
+// A fetch's reported rate follows what arrives now, not the average since
+// it started: a fetch that stops receiving shows its rate falling.
+func TestProgressRateIsRecent(t *testing.T) {
+	f := &fetch{started: time.Now()}
+	t0 := time.Now()
+	f.sampleRate(t0)
+	f.received = 10 << 20
+	f.sampleRate(t0.Add(time.Second))
+	if got := f.progress().Rate; got != 10<<20 {
+		t.Fatalf("rate after 10 MiB in a second: %.0f", got)
+	}
+	for k := 2; k <= 6; k++ { // nothing more arrives for a second
+		f.sampleRate(t0.Add(time.Second + time.Duration(k)*200*time.Millisecond))
+	}
+	if got := f.progress().Rate; got > 0.35*(10<<20) {
+		t.Fatalf("rate a second after the bytes stopped: %.0f, want it well down from %d", got, 10<<20)
+	}
 }

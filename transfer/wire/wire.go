@@ -548,15 +548,28 @@ func (r *Reader) frameLen() (uint64, error) {
 // ReadPayload reads the pending payload into dst, which must be exactly
 // the payload's length.
 func (r *Reader) ReadPayload(dst []byte) error {
+	return r.ReadPayloadEach(dst, len(dst), nil)
+}
+
+// ReadPayloadEach is ReadPayload reading at most piece bytes at a time and
+// calling each (if not nil) after every piece, so that a caller sees a
+// long payload arrive.
+func (r *Reader) ReadPayloadEach(dst []byte, piece int, each func()) error {
 	if uint32(len(dst)) != r.pending {
 		return fmt.Errorf("wire: payload is %d bytes, buffer %d", r.pending, len(dst))
 	}
 	r.pending = 0
-	if _, err := io.ReadFull(r.r, dst); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return protoErr("truncated payload")
+	piece = max(piece, 1)
+	for off := 0; off < len(dst); off += piece {
+		if _, err := io.ReadFull(r.r, dst[off:min(off+piece, len(dst))]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return protoErr("truncated payload")
+			}
+			return err
 		}
-		return err
+		if each != nil {
+			each()
+		}
 	}
 	return nil
 }
