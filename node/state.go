@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrStateDamaged: the state database cannot be read. The error names the
@@ -41,7 +42,7 @@ func openState(home string) (db *bolt.DB, err error) {
 	}()
 	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 200 * time.Millisecond})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s (is a shoal daemon running on it?)", ErrHomeLocked, home)
 		}
 		if _, ok := errors.AsType[*fs.PathError](err); ok {

@@ -219,11 +219,10 @@ func TestReaderWhileFetching(t *testing.T) {
 	}
 	// The first request: the fetch has its manifest and a full window.
 	next()
-	r, err := f.Open(ctx, m.ChunkCID(0), "", OpenOptions{})
-	if !errors.Is(err, ErrNotFound) {
+	if _, err := f.Open(ctx, m.ChunkCID(0), "", OpenOptions{}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Open of a chunk CID = %v", err)
 	}
-	r, err = f.Open(ctx, root, "", OpenOptions{ReadAhead: ahead * cs})
+	r, err := f.Open(ctx, root, "", OpenOptions{ReadAhead: ahead * cs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,10 +13,6 @@ const (
 	chunkDone                  // verified and written
 )
 
-// maxEndgameOwners is how many peers may be asked for one chunk in the
-// endgame.
-const maxEndgameOwners = 2
-
 // scheduler decides which chunk to ask which peer for. It is not safe for
 // concurrent use: the fetch's mutex guards it.
 //
@@ -256,15 +252,6 @@ func (sc *scheduler) steal(s *session) int64 {
 	}
 	sc.owners[best] = append(sc.owners[best], s)
 	return best
-}
-
-func ownedBy(ow []*session, s *session) bool {
-	for _, o := range ow {
-		if o == s {
-			return true
-		}
-	}
-	return false
 }
 
 // pickMissing returns a missing chunk s can serve from the rarest bucket

@@ -227,13 +227,10 @@ func (s *Service) serve(ctx context.Context, rw io.ReadWriter, p peer.ID, abort 
 	cancel()
 	abort()
 	err = <-werr
-	if rerr == io.EOF {
+	if rerr == io.EOF { // the fetching side closed: the writer's error says more
 		return err
 	}
-	if rerr != nil {
-		return rerr
-	}
-	return err
+	return rerr
 }
 
 // serveReader takes the fetching side's messages: requests go to the
