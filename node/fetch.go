@@ -44,8 +44,6 @@ type FetchOptions struct {
 	// Progress, if set, is called about every 200ms and at the end, from
 	// one goroutine.
 	Progress func(transfer.Progress)
-
-	noCatalog bool // tests: find providers through the DHT only
 }
 
 // Fetch downloads root into dst from every provider it finds, verifying
@@ -156,11 +154,7 @@ func (n *Node) findProviders(ctx context.Context, root cid.Cid, opts FetchOption
 			return
 		}
 	}
-	var holders []peer.ID
-	if !opts.noCatalog {
-		holders = n.cat.Holders(root)
-	}
-	for _, p := range holders {
+	for _, p := range n.cat.Holders(root) {
 		if seen[p] {
 			continue
 		}

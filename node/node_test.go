@@ -465,9 +465,17 @@ func TestFetchErrors(t *testing.T) {
 // With no catalog entry and no peer given, the fetcher finds the holder
 // through the DHT alone.
 func TestFetchThroughDHT(t *testing.T) {
-	boot := newTestNode(t)
-	bootstrap := func(c *Config) { c.BootstrapPeers = []peer.AddrInfo{boot.AddrInfo()} }
-	holder, fetcher := newTestNode(t, bootstrap), newTestNode(t, bootstrap)
+	// One DHT, but the holder announces in the catalog of another network
+	// name: the fetcher can find it through the DHT only.
+	const prefix = "/shoal/dht-test"
+	boot := newTestNode(t, func(c *Config) { c.DHTPrefix = prefix })
+	join := func(network string) func(*Config) {
+		return func(c *Config) {
+			c.Network, c.DHTPrefix = network, prefix
+			c.BootstrapPeers = []peer.AddrInfo{boot.AddrInfo()}
+		}
+	}
+	holder, fetcher := newTestNode(t, join("elsewhere")), newTestNode(t, join("default"))
 	src := randomFile(t, t.TempDir(), "data.bin", 3<<20)
 	ctx := context.Background()
 	root, err := holder.Share(ctx, src, ShareOptions{})
@@ -477,7 +485,10 @@ func TestFetchThroughDHT(t *testing.T) {
 	if err := holder.dht.Provide(ctx, root); err != nil {
 		t.Fatal(err)
 	}
-	res, err := fetcher.Fetch(ctx, root, filepath.Join(t.TempDir(), "out"), FetchOptions{noCatalog: true})
+	if len(fetcher.cat.Holders(root)) != 0 {
+		t.Fatal("the fetcher's catalog knows the holder: the test proves nothing")
+	}
+	res, err := fetcher.Fetch(ctx, root, filepath.Join(t.TempDir(), "out"), FetchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

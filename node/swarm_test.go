@@ -86,7 +86,7 @@ func TestProviderRedialedAfterReset(t *testing.T) {
 	var once sync.Once
 	dst := filepath.Join(t.TempDir(), "f.bin")
 	res, err := fetcher.Fetch(context.Background(), root, dst, FetchOptions{
-		Peers: []peer.AddrInfo{seed.AddrInfo()}, NoDHT: true, noCatalog: true,
+		Peers: []peer.AddrInfo{seed.AddrInfo()}, NoDHT: true,
 		Progress: func(p transfer.Progress) {
 			if p.Bytes >= 4<<20 {
 				once.Do(func() {
