@@ -15,8 +15,13 @@
 //	seeding.go   initial seeding: a whole root shown to its fetchers a few
 //	             chunks at a time, the rarest first
 //	pex.go       peer exchange: fetchers of a root learn of each other
-//	fetch.go     a fetch: providers, sessions, verification, progress,
-//	             stalls, endgame cancels
+//	fetch.go     a fetch: its options and result, Start, the run from
+//	             manifest to rename
+//	provider.go  a fetch's providers: sessions, holdings, errors, drops,
+//	             redials, running out of them
+//	verify.go    the manifest's blocks and the chunks checked as they
+//	             arrive, written, and passed on; bad providers dropped
+//	progress.go  progress reports, checkpoints, stalls
 //	session.go   a fetch's stream to one provider: requests, windows,
 //	             rates, arrivals
 //	sched.go     the scheduler: rarest first, readers first, endgame
