@@ -68,6 +68,7 @@ type Node struct {
 
 	running atomic.Bool // New has finished
 	private bool        // a swarm key keeps the network private
+	psk     pnet.PSK
 
 	storeMu sync.Mutex
 	stores  map[string]*storeFetch // fetches into the store, by root (open.go)
@@ -78,8 +79,48 @@ type Node struct {
 // the shares recorded in its state. ctx bounds only the start; Close
 // stops the node.
 func New(ctx context.Context, cfg Config) (n *Node, err error) {
+	if cfg, err = cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	n = &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), stores: make(map[string]*storeFetch)}
+	// One clean-up path: what each step started is stopped, in reverse,
+	// when a later one fails.
+	var undo []func() error
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+			n = nil
+		}
+	}()
+	for _, step := range []func() (func() error, error){
+		n.openHome,       // identity, state database, swarm key, token
+		n.startHost,      // libp2p host behind the access gater
+		n.startDHT,       // Kademlia
+		n.startGossip,    // gossipsub, the catalog
+		n.startTransfer,  // serving and fetching; the access protocol
+		n.startMembers,   // failure detection
+		n.startDiscovery, // mDNS, if asked for
+	} {
+		stop, err := step()
+		if err != nil {
+			return nil, err
+		}
+		if stop != nil {
+			undo = append(undo, stop)
+		}
+	}
+	n.join(ctx)
+	n.serveRecorded()
+	n.log.Info("node started", "peer", n.h.ID(), "addrs", n.Addrs())
+	return n, nil
+}
+
+// withDefaults fills the fields left zero and makes Home absolute.
+func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Home == "" {
-		return nil, errors.New("node: Config.Home is required")
+		return cfg, errors.New("node: Config.Home is required")
 	}
 	d := DefaultConfig()
 	if cfg.Network == "" {
@@ -105,19 +146,16 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	home, err := filepath.Abs(cfg.Home)
 	if err != nil {
-		return nil, err
+		return cfg, err
 	}
 	cfg.Home = home
+	return cfg, nil
+}
 
-	var closers []func() error
-	defer func() {
-		if err != nil {
-			for i := len(closers) - 1; i >= 0; i-- {
-				closers[i]()
-			}
-		}
-	}()
-
+// openHome loads the identity (made on first use), the state database,
+// the swarm key and this peer's token, and sets up access control.
+func (n *Node) openHome() (func() error, error) {
+	home := n.cfg.Home
 	key, _, err := LoadOrCreateIdentity(home)
 	if err != nil {
 		return nil, err
@@ -126,80 +164,101 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	closers = append(closers, db.Close)
-
+	fail := func(err error) (func() error, error) {
+		db.Close()
+		return nil, err
+	}
 	psk, err := loadSwarmKey(home)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	self, err := peer.IDFromPrivateKey(key)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	verifier, err := auth.NewVerifier(db, cfg.Network, cfg.Admins)
+	verifier, err := auth.NewVerifier(db, n.cfg.Network, n.cfg.Admins)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	tok := cfg.Token
+	tok := n.cfg.Token
 	if tok.IsZero() {
 		if tok, err = loadToken(home); err != nil {
-			return nil, err
+			return fail(err)
 		}
 	}
 	if !tok.IsZero() && tok.Peer != self {
-		return nil, fmt.Errorf("node: the token names peer %s, not this peer %s", tok.Peer, self)
+		return fail(fmt.Errorf("node: the token names peer %s, not this peer %s", tok.Peer, self))
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, key: key, db: db, started: time.Now(), stores: make(map[string]*storeFetch)}
-	acc := &access{n: n, v: verifier, gater: newGater(), token: tok, peers: make(map[peer.ID]*peerAuth)}
-	n.access = acc
-	n.private = psk != nil
-	h, err := newHost(cfg, key, psk, acc.gater)
+	if err := initACL(db); err != nil {
+		return fail(err)
+	}
+	n.key, n.db, n.psk, n.private = key, db, psk, psk != nil
+	n.access = &access{n: n, v: verifier, gater: newGater(), token: tok, peers: make(map[peer.ID]*peerAuth)}
+	return db.Close, nil
+}
+
+func (n *Node) startHost() (func() error, error) {
+	h, err := newHost(n.cfg, n.key, n.psk, n.access.gater)
 	if err != nil {
 		return nil, err
 	}
-	closers = append(closers, h.Close)
 	n.h = h
+	return h.Close, nil
+}
 
-	kad, err := dht.New(h, dht.Config{
-		ProtocolPrefix: cfg.DHTPrefix,
-		BootstrapPeers: cfg.BootstrapPeers,
-		ClientMode:     cfg.DHTClientMode,
-		Logger:         cfg.Logger,
+func (n *Node) startDHT() (func() error, error) {
+	kad, err := dht.New(n.h, dht.Config{
+		ProtocolPrefix: n.cfg.DHTPrefix,
+		BootstrapPeers: n.cfg.BootstrapPeers,
+		ClientMode:     n.cfg.DHTClientMode,
+		Logger:         n.cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
 	}
-	closers = append(closers, kad.Close)
 	n.dht = kad
+	return kad.Close, nil
+}
 
-	nctx, cancel := context.WithCancel(context.Background())
-	closers = append(closers, func() error { cancel(); return nil })
-	n.ctx, n.cancel = nctx, cancel
-	ps, err := pubsub.NewGossipSub(nctx, h,
+// startGossip starts gossipsub (its context is the node's, ended by
+// Close) and the catalog on it.
+func (n *Node) startGossip() (func() error, error) {
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	acc := n.access
+	ps, err := pubsub.NewGossipSub(n.ctx, n.h,
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithMaxMessageSize(1<<20),
-		pubsub.WithDiscovery(kad.Discovery()),
+		pubsub.WithDiscovery(n.dht.Discovery()),
 		// In a closed network only peers that presented a valid token
 		// join the meshes.
 		pubsub.WithPeerFilter(func(p peer.ID, _ string) bool { return acc.admittedNow(p) }),
 	)
 	if err != nil {
+		n.cancel()
 		return nil, fmt.Errorf("node: gossipsub: %w", err)
 	}
 	n.ps = ps
-	if err := initACL(db); err != nil {
-		return nil, err
-	}
-	cat, err := catalog.New(h, ps, db, key, catalog.Config{
-		Network: cfg.Network, Logger: cfg.Logger,
+	cat, err := catalog.New(n.h, ps, n.db, n.key, catalog.Config{
+		Network: n.cfg.Network, Logger: n.cfg.Logger,
 		Admit: acc.admitPublisher, Token: acc.tokenBytes,
 	})
 	if err != nil {
+		n.cancel()
 		return nil, err
 	}
-	closers = append(closers, cat.Close)
 	n.cat = cat
-	tcfg := cfg.Transfer
+	return func() error {
+		err := cat.Close()
+		n.cancel()
+		return err
+	}, nil
+}
+
+// startTransfer starts serving the recorded shares and the access
+// protocol that proves this peer's token to others.
+func (n *Node) startTransfer() (func() error, error) {
+	acc, h := n.access, n.h
+	tcfg := n.cfg.Transfer
 	tcfg.Authorize = n.authorize
 	tcfg.Limits = n.limits
 	tcfg.OnProtocolError = func(p peer.ID, err error) {
@@ -208,31 +267,37 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		h.Network().ClosePeer(p)
 	}
 	tcfg.OnStale = n.onStale
-	xfer, err := transfer.New(h, db, tcfg)
+	xfer, err := transfer.New(h, n.db, tcfg)
 	if err != nil {
 		return nil, err
 	}
-	closers = append(closers, xfer.Close)
 	n.xfer = xfer
 	if err := acc.start(); err != nil {
+		xfer.Close()
 		return nil, fmt.Errorf("node: access: %w", err)
 	}
-	closers = append(closers, func() error { acc.stop(); return nil })
+	return func() error {
+		acc.stop()
+		return xfer.Close()
+	}, nil
+}
 
-	mcfg := cfg.Membership
-	mcfg.Network = cfg.Network
+// startMembers starts failure detection and the goroutine that passes
+// its events on.
+func (n *Node) startMembers() (func() error, error) {
+	mcfg := n.cfg.Membership
+	mcfg.Network = n.cfg.Network
 	if mcfg.Logger == nil {
-		mcfg.Logger = cfg.Logger
+		mcfg.Logger = n.cfg.Logger
 	}
-	if acc.closed() {
-		mcfg.Admit = acc.admitMember
+	if n.access.closed() {
+		mcfg.Admit = n.access.admitMember
 	}
 	mcfg.Meta = n.meta()
-	members, err := membership.New(h, ps, mcfg)
+	members, err := membership.New(n.h, n.ps, mcfg)
 	if err != nil {
 		return nil, err
 	}
-	closers = append(closers, members.Close)
 	n.members = members
 	events, _ := members.Subscribe(1024) // closed by members.Close
 	n.wg.Add(1)
@@ -240,44 +305,57 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		defer n.wg.Done()
 		n.watchMembers(events)
 	}()
-	h.SetStreamHandler(catalog.SyncProtocol, n.handleSync)
-	if cfg.MDNS {
-		if err := n.startMDNS(); err != nil {
-			n.Close()
-			return nil, fmt.Errorf("node: mdns: %w", err)
-		}
+	n.h.SetStreamHandler(catalog.SyncProtocol, n.handleSync)
+	return func() error {
+		n.h.RemoveStreamHandler(catalog.SyncProtocol)
+		err := members.Close()
+		n.wg.Wait()
+		return err
+	}, nil
+}
+
+func (n *Node) startDiscovery() (func() error, error) {
+	if !n.cfg.MDNS {
+		return nil, nil
 	}
-	if len(cfg.BootstrapPeers) > 0 {
-		if err := kad.Bootstrap(ctx); err != nil {
-			n.log.Warn("bootstrap", "err", err)
-		}
-		var ids []peer.ID
-		for _, ai := range cfg.BootstrapPeers {
-			ids = append(ids, ai.ID)
-		}
-		if err := members.Join(ctx, ids); err != nil {
-			n.log.Warn("join members", "err", err)
-		}
+	if err := n.startMDNS(); err != nil {
+		return nil, fmt.Errorf("node: mdns: %w", err)
 	}
-	// Serve and provide what was shared before a restart (a share whose
-	// files changed meanwhile was withdrawn as it loaded).
+	return n.mdns.Close, nil
+}
+
+// join bootstraps the DHT and joins the members through the bootstrap
+// peers; a failure is logged, not fatal: other peers may come later.
+func (n *Node) join(ctx context.Context) {
+	if len(n.cfg.BootstrapPeers) == 0 {
+		return
+	}
+	if err := n.dht.Bootstrap(ctx); err != nil {
+		n.log.Warn("bootstrap", "err", err)
+	}
+	var ids []peer.ID
+	for _, ai := range n.cfg.BootstrapPeers {
+		ids = append(ids, ai.ID)
+	}
+	if err := n.members.Join(ctx, ids); err != nil {
+		n.log.Warn("join members", "err", err)
+	}
+}
+
+// serveRecorded provides what was shared before a restart; a share whose
+// files changed meanwhile is withdrawn (it was found stale as it loaded).
+func (n *Node) serveRecorded() {
 	n.running.Store(true)
-	for _, s := range xfer.Shares() {
+	for _, s := range n.xfer.Shares() {
 		if s.Stale == "" {
 			n.provide(s.Root)
 		} else {
 			n.onStale(s.Root, nil)
 		}
 	}
-	n.log.Info("node started", "peer", h.ID(), "addrs", n.Addrs())
-	return n, nil
 }
 
 func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *gater) (host.Host, error) {
-	cm, err := connmgr.NewConnManager(100, 400, connmgr.WithGracePeriod(time.Minute))
-	if err != nil {
-		return nil, err
-	}
 	listen := cfg.ListenAddrs
 	transports := []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(quic.NewTransport)}
 	if psk != nil {
@@ -291,14 +369,29 @@ func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *gater) (host.Host,
 		}
 		transports = []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.PrivateNetwork(psk)}
 	}
+	addrs := make([]ma.Multiaddr, 0, len(listen))
+	for _, a := range listen {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("node: listen address %q: %w", a, err)
+		}
+		addrs = append(addrs, m)
+	}
+	cm, err := connmgr.NewConnManager(100, 400, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, err
+	}
 	rm, err := resourceManager()
 	if err != nil {
+		cm.Close()
 		return nil, fmt.Errorf("node: resource manager: %w", err)
 	}
 	opts := []libp2p.Option{
 		libp2p.ResourceManager(rm),
 		libp2p.Identity(key),
-		libp2p.ListenAddrStrings(listen...),
+		// Listening starts once the host is up, so that a port in use
+		// fails a host that Close can stop whole.
+		libp2p.NoListenAddrs,
 		// TLS first: AES-GCM is about twice as fast as Noise's ChaCha20.
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Security(noise.ID, noise.New),
@@ -310,7 +403,13 @@ func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *gater) (host.Host,
 	opts = append(opts, cfg.Libp2pOptions...)
 	h, err := libp2p.New(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("node: start host (is the port in use?): %w", err)
+		cm.Close()
+		rm.Close()
+		return nil, fmt.Errorf("node: start host: %w", err)
+	}
+	if err := h.Network().Listen(addrs...); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("node: listen on %v (is the port in use?): %w", listen, err)
 	}
 	return h, nil
 }

@@ -636,7 +636,7 @@ func TestPrivateNetwork(t *testing.T) {
 	for name, home := range map[string]string{"no key": withKey(nil), "another key": otherHome} {
 		outsider := start(home)
 		// The side without the right key learns nothing but a timeout.
-		dctx, cancel := context.WithTimeout(network.WithDialPeerTimeout(context.Background(), time.Second), 5*time.Second)
+		dctx, cancel := context.WithTimeout(network.WithDialPeerTimeout(context.Background(), 2*time.Second), 5*time.Second)
 		err := outsider.Connect(dctx, a.AddrInfo())
 		cancel()
 		if err == nil {

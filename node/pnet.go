@@ -68,16 +68,22 @@ func tcpOnly(addrs []string) (kept []string, dropped bool) {
 	return kept, dropped
 }
 
-// explainHandshake adds to a dial error what a failed security handshake
-// most likely means here: the two sides are not in the same private
-// network (a pre-shared key scrambles everything before the handshake,
-// so the side without the key learns nothing but a timeout).
+// explainHandshake adds to a dial error that failed the security
+// handshake, or ran out of time, what that may mean: the two sides are
+// not in the same private network (a pre-shared key scrambles everything
+// before the handshake, so the side without the key learns nothing but a
+// timeout).
 func explainHandshake(err error, keyed bool) error {
-	if err == nil || !strings.Contains(err.Error(), "failed to negotiate security protocol") {
+	if err == nil {
+		return err
+	}
+	// Or the dial ran out of time first, with the same cause or another.
+	msg := err.Error()
+	if !strings.Contains(msg, "failed to negotiate security protocol") && !strings.Contains(msg, "context deadline exceeded") {
 		return err
 	}
 	if !keyed {
-		return fmt.Errorf("%w\n(the peer may be in a private network: this node needs the network's swarm key; "+
+		return fmt.Errorf("%w\n(if the peer is in a private network, this node needs the network's swarm key: "+
 			"copy %s from a member's home into this node's home)", err, SwarmKeyFile)
 	}
 	return fmt.Errorf("%w\n(this node is in a private network: the peer must be too, with the same swarm key, %s in its home)", err, SwarmKeyFile)

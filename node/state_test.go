@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,6 +99,29 @@ func TestDamagedStateRefused(t *testing.T) {
 	n, err = New(context.Background(), testConfig(t, home))
 	if err != nil {
 		t.Fatalf("the intact database: %v", err)
+	}
+	n.Close()
+}
+
+// A start that fails part way (here: the listen port is taken) stops what
+// it had started: the home is free for the next start, and no goroutine
+// is left behind (TestMain checks).
+func TestFailedStartReleasesHome(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	home := t.TempDir()
+	cfg := testConfig(t, home)
+	cfg.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", l.Addr().(*net.TCPAddr).Port)}
+	if n, err := New(context.Background(), cfg); err == nil {
+		n.Close()
+		t.Fatal("started on a port in use")
+	}
+	n, err := New(context.Background(), testConfig(t, home))
+	if err != nil {
+		t.Fatalf("the home is still held after a failed start: %v", err)
 	}
 	n.Close()
 }
