@@ -84,8 +84,13 @@ func (n *Node) setACL(root cid.Cid, lists [][]string) error {
 	})
 }
 
-// addACL adds an allow list to those root is limited to here.
+// addACL adds an allow list to those root is limited to here. A list
+// already kept costs a read, not a write: providers state their limits on
+// every stream, from the fetch's reader goroutines.
 func (n *Node) addACL(root cid.Cid, list []string) error {
+	if slices.ContainsFunc(n.acl(root), func(l []string) bool { return slices.Equal(l, list) }) {
+		return nil
+	}
 	return n.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(aclBucket)
 		var lists [][]string
