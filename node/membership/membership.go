@@ -111,7 +111,6 @@ type Membership struct {
 	health  int // Lifeguard local health score, 0..AwarenessMax-1
 	subs    map[chan Event]struct{}
 	closed  bool
-	paused  chan struct{} // tests: non-nil while the protocol goroutines are held
 
 	seq     atomic.Uint64
 	dropped atomic.Int64
@@ -505,7 +504,6 @@ func (m *Membership) receive() {
 		if msg.Local {
 			continue
 		}
-		m.waitPaused()
 		u, id, err := decodeUpdate(msg.Data)
 		if err != nil {
 			continue

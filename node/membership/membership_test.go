@@ -1,12 +1,17 @@
 package membership
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
+	"log"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +24,13 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if addr := os.Getenv(childJoinEnv); addr != "" {
+		runMemberProcess(addr)
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // testCfg is a fast protocol for tests on loopback.
 func testCfg() Config {
@@ -268,35 +279,117 @@ func TestGracefulLeave(t *testing.T) {
 	}
 }
 
+// A member whose process stalls (stopped with SIGSTOP, as a long GC pause
+// or an overloaded machine would) is suspected, and when it runs again
+// within the suspicion timeout it refutes: nobody declares it dead, and
+// its incarnation rises.
 func TestStalledNodeRefutes(t *testing.T) {
 	cfg := testCfg()
-	nodes := newCluster(t, 6, cfg)
-	waitUntil(t, nodes, 30*time.Second, "convergence", func() bool { return allAlive(nodes) })
-	slow := nodes[4]
-	id := slow.h.ID()
+	nodes := newCluster(t, 5, cfg)
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), childJoinEnv+"="+nodes[0].h.Addrs()[0].String()+"/p2p/"+nodes[0].h.ID().String())
+	child.Stderr = os.Stderr
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		child.Process.Signal(syscall.SIGCONT)
+		child.Process.Kill()
+		child.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the member process said nothing: %v", err)
+	}
+	id, err := peer.Decode(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("the member process said %q: %v", line, err)
+	}
+	waitUntil(t, nodes, 30*time.Second, "the member process alive everywhere", func() bool { return allSee(nodes, id, Alive) })
 	deaths := recordDeaths(nodes, id)
-	before := slow.m.Self().Incarnation
-	slow.m.pause()
-	// Stalled until someone suspects it, then for less than the shortest
+	incarnation := func() uint64 {
+		for _, mb := range nodes[0].m.Members() {
+			if mb.ID == id {
+				return mb.Incarnation
+			}
+		}
+		return 0
+	}
+	before := incarnation()
+
+	if err := child.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Stopped until someone suspects it, then for less than the shortest
 	// suspicion timeout.
-	waitUntil(t, nodes, 10*time.Second, "a suspicion of the stalled node", func() bool {
+	waitUntil(t, nodes, 10*time.Second, "a suspicion of the stalled member", func() bool {
 		for _, tn := range nodes {
-			if tn != slow && stateOf(tn, id) == Suspect {
+			if stateOf(tn, id) == Suspect {
 				return true
 			}
 		}
 		return false
 	})
-	slow.m.resume()
-	waitUntil(t, nodes, 10*time.Second, "the stalled node to be alive everywhere", func() bool {
+	if err := child.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, nodes, 10*time.Second, "the stalled member to be alive everywhere", func() bool {
 		return allSee(nodes, id, Alive)
 	})
 	for _, p := range deaths() {
-		t.Errorf("%v declared the stalled node dead", p)
+		t.Errorf("%v declared the stalled member dead", p)
 	}
-	if inc := slow.m.Self().Incarnation; inc <= before {
-		t.Fatalf("the stalled node did not refute (incarnation %d, %d before)", inc, before)
+	if after := incarnation(); after <= before {
+		t.Fatalf("the stalled member did not refute (incarnation %d, %d before)", after, before)
 	}
+}
+
+// childJoinEnv makes the test binary a member process (TestMain): it
+// joins the member at this address, prints its peer ID and runs until it
+// is killed.
+const childJoinEnv = "SHOAL_TEST_MEMBER_JOIN"
+
+func runMemberProcess(addr string) {
+	ai, err := peer.AddrInfoFromString(addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ps, err := pubsub.NewGossipSub(context.Background(), h, pubsub.WithMessageSignaturePolicy(pubsub.StrictSign))
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg := testCfg()
+	cfg.Meta.Name = "process"
+	m, err := New(h, ps, cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	h.SetStreamHandler(SyncProtocol, func(s network.Stream) {
+		var b [1]byte
+		if _, err := io.ReadFull(s, b[:]); err != nil || b[0] != SyncRequest {
+			s.Reset()
+			return
+		}
+		m.ServeSync(s)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.Connect(ctx, *ai); err != nil {
+		log.Fatal(err)
+	}
+	if err := m.Join(ctx, []peer.ID{ai.ID}); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(h.ID())
+	select {}
 }
 
 func TestReapForgetsTheGone(t *testing.T) {

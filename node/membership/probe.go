@@ -21,7 +21,6 @@ func (m *Membership) probeLoop() {
 			return
 		case <-t.C:
 		}
-		m.waitPaused()
 		m.mu.Lock()
 		interval := m.cfg.ProbeInterval * m.multiplier()
 		target := m.nextTargetLocked()
@@ -102,7 +101,7 @@ func (m *Membership) probe(target peer.ID, interval time.Duration) {
 	if reached {
 		return
 	}
-	if m.ctx.Err() != nil || m.isPaused() {
+	if m.ctx.Err() != nil {
 		return
 	}
 	m.mu.Lock()
@@ -206,11 +205,6 @@ func (m *Membership) exchange(ctx context.Context, p peer.ID, req probe) (probe,
 
 func (m *Membership) handleProbe(s network.Stream) {
 	defer s.Close()
-	if m.isPaused() {
-		// A stalled node answers nothing (tests).
-		s.Reset()
-		return
-	}
 	s.SetDeadline(time.Now().Add(m.cfg.ProbeInterval * 2))
 	data, err := readFrame(bufio.NewReaderSize(s, maxProbeSize+8), maxProbeSize)
 	if err != nil {
@@ -237,44 +231,6 @@ func (m *Membership) handleProbe(s network.Stream) {
 		writeFrame(s, ans)
 	default:
 		s.Reset()
-	}
-}
-
-// pause holds the protocol goroutines and makes the node answer no
-// probes, as a stalled process would (tests).
-func (m *Membership) pause() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.paused == nil {
-		m.paused = make(chan struct{})
-	}
-}
-
-func (m *Membership) resume() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.paused != nil {
-		close(m.paused)
-		m.paused = nil
-	}
-}
-
-func (m *Membership) isPaused() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.paused != nil
-}
-
-func (m *Membership) waitPaused() {
-	m.mu.Lock()
-	p := m.paused
-	m.mu.Unlock()
-	if p == nil {
-		return
-	}
-	select {
-	case <-p:
-	case <-m.ctx.Done():
 	}
 }
 

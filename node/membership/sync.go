@@ -210,7 +210,6 @@ func (m *Membership) syncLoop() {
 		} else {
 			t.Reset(m.cfg.SyncInterval)
 		}
-		m.waitPaused()
 		m.reap(time.Now())
 		p := m.syncTarget()
 		if p == "" {
