@@ -386,6 +386,9 @@ func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *gater) (host.Host,
 		cm.Close()
 		return nil, fmt.Errorf("node: resource manager: %w", err)
 	}
+	if psk != nil {
+		rm = handshakeWatch{ResourceManager: rm, log: cfg.Logger}
+	}
 	opts := []libp2p.Option{
 		libp2p.ResourceManager(rm),
 		libp2p.Identity(key),

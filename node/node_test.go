@@ -607,9 +607,13 @@ func TestPrivateNetwork(t *testing.T) {
 		}
 		return home
 	}
-	start := func(home string) *Node {
+	var logs lockedBuffer // the private node's debug log
+	start := func(home string, edit ...func(*Config)) *Node {
 		cfg := testConfig(t, home)
 		cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+		for _, e := range edit {
+			e(&cfg)
+		}
 		n, err := New(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -617,7 +621,9 @@ func TestPrivateNetwork(t *testing.T) {
 		t.Cleanup(func() { n.Close() })
 		return n
 	}
-	a := start(homeA)
+	a := start(homeA, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 	for _, addr := range a.Addrs() {
 		if strings.Contains(addr.String(), "quic") {
 			t.Fatalf("private node listens on QUIC: %s", addr)
@@ -645,6 +651,10 @@ func TestPrivateNetwork(t *testing.T) {
 			t.Errorf("%s: the error does not say the network may be private: %q", name, err)
 		}
 	}
+	// The private side says, at debug, what it refused.
+	within(t, 10*time.Second, "the private node to log the refused handshakes", func() bool {
+		return strings.Contains(logs.String(), "ended before its handshake")
+	})
 	// A malformed key is a clear error at start.
 	bad := withKey([]byte("/key/swarm/psk/1.0.0/\n/base16/\nnothex\n"))
 	if _, err := New(context.Background(), testConfig(t, bad)); err == nil || !strings.Contains(err.Error(), "swarm key") {
@@ -713,4 +723,22 @@ func twoSlowHolders(t *testing.T, size int) (a, b, f *Node, src string, root cid
 		t.Fatal(err)
 	}
 	return a, b, f, src, root
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -7,11 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // SwarmKeyFile is the name of a private network's pre-shared key in the
@@ -87,4 +92,41 @@ func explainHandshake(err error, keyed bool) error {
 			"copy %s from a member's home into this node's home)", err, SwarmKeyFile)
 	}
 	return fmt.Errorf("%w\n(this node is in a private network: the peer must be too, with the same swarm key, %s in its home)", err, SwarmKeyFile)
+}
+
+// handshakeWatch wraps the resource manager of a private node to log, at
+// debug, the inbound connections that end before their security
+// handshake names a peer: what a peer without this network's swarm key
+// (or with another) looks like from this side, where libp2p says nothing.
+type handshakeWatch struct {
+	network.ResourceManager
+	log *slog.Logger
+}
+
+func (w handshakeWatch) OpenConnection(dir network.Direction, usefd bool, endpoint ma.Multiaddr) (network.ConnManagementScope, error) {
+	s, err := w.ResourceManager.OpenConnection(dir, usefd, endpoint)
+	if err != nil || dir != network.DirInbound {
+		return s, err
+	}
+	return &watchedConn{ConnManagementScope: s, log: w.log, from: endpoint}, nil
+}
+
+type watchedConn struct {
+	network.ConnManagementScope
+	log   *slog.Logger
+	from  ma.Multiaddr
+	named atomic.Bool
+}
+
+func (c *watchedConn) SetPeer(p peer.ID) error {
+	c.named.Store(true)
+	return c.ConnManagementScope.SetPeer(p)
+}
+
+func (c *watchedConn) Done() {
+	if !c.named.Load() {
+		c.log.Debug("an inbound connection ended before its handshake: a peer without this private network's swarm key, or with another (or not a shoal peer)",
+			"from", c.from)
+	}
+	c.ConnManagementScope.Done()
 }
