@@ -73,10 +73,8 @@ func (f *fetch) reclaimStalled(now time.Time) {
 		s.stalls++
 		for i := range s.inflight {
 			f.sched.release(i, s, false)
-			s.cancelled[i]++
-			s.cancels = append(s.cancels, i)
+			s.cancelLocked(i)
 		}
-		clear(s.inflight)
 		s.window = max(1, s.window/2)
 		s.lastProg = now
 		if s.stalls >= 2 {

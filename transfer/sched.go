@@ -129,17 +129,26 @@ func (sc *scheduler) lost(i int64) {
 }
 
 // next picks a chunk for s, or -1. It marks the chunk assigned to s.
-func (sc *scheduler) next(s *session) int64 {
+func (sc *scheduler) next(s *session) pick {
 	if i := sc.pickMissing(s); i >= 0 {
 		sc.remove(i)
 		sc.state[i] = chunkAssigned
 		sc.owners[i] = append(sc.owners[i], s)
-		return i
+		return pick{i: i}
 	}
 	if sc.missing > 0 {
-		return -1
+		return pick{i: -1}
 	}
 	return sc.steal(s)
+}
+
+// pick is what the scheduler decided for a session: ask it for chunk i
+// (none when i < 0), after cancelling the request for i at from, when
+// from is not nil. The scheduler keeps its own state; the fetch applies
+// the decision to the sessions.
+type pick struct {
+	i    int64
+	from *session
 }
 
 // nextUrgent picks a chunk from the urgent list for s, or -1, and marks
@@ -180,11 +189,11 @@ const stealScan = 128
 // may be on the wire already, both are asked and the loser is cancelled
 // when one arrives. A peer whose rate is unknown takes nothing over; one
 // that stalls is handled by the fetch's request timeout.
-func (sc *scheduler) steal(s *session) int64 {
+func (sc *scheduler) steal(s *session) pick {
 	mine := s.eta(len(s.inflight), sc.chunk)
 	probe := mine < 0
 	if probe && len(s.inflight) > 0 {
-		return -1 // a peer not yet measured gets one chunk at a time
+		return pick{i: -1} // a peer not yet measured gets one chunk at a time
 	}
 	now := sc.now()
 	best, bestGain := int64(-1), time.Duration(0)
@@ -237,21 +246,17 @@ func (sc *scheduler) steal(s *session) int64 {
 		}
 	}
 	if best < 0 {
-		return -1
+		return pick{i: -1}
 	}
 	o := sc.owners[best][0]
 	sc.stolen++
 	if bestPos > 0 {
 		// Still queued behind others at the slow peer: move it.
-		delete(o.inflight, best)
-		o.cancelled[best]++
-		o.cancels = append(o.cancels, best)
-		o.signal()
 		sc.owners[best] = []*session{s}
-		return best
+		return pick{i: best, from: o}
 	}
 	sc.owners[best] = append(sc.owners[best], s)
-	return best
+	return pick{i: best}
 }
 
 // pickMissing returns a missing chunk s can serve from the rarest bucket

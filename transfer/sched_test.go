@@ -19,6 +19,16 @@ func testSession(all bool, n int64, have ...int64) *session {
 }
 
 // addPartial registers a partial holder's chunks with the scheduler.
+// nextFor asks sc for s's next chunk and applies the decision as the
+// fetch does (a chunk moved from another peer is cancelled there).
+func nextFor(sc *scheduler, s *session) int64 {
+	p := sc.next(s)
+	if p.from != nil {
+		p.from.cancelLocked(p.i)
+	}
+	return p.i
+}
+
 func addPartial(sc *scheduler, s *session) {
 	for i := int64(0); i < sc.n; i++ {
 		if s.have.Has(i) {
@@ -38,18 +48,18 @@ func TestSchedulerRarestFirst(t *testing.T) {
 	// Chunks 0-2 are held by both partial peers, 3-4 by one, the rest by
 	// the seeder alone: the seeder is asked for what only it has.
 	for k := 0; k < n-5; k++ {
-		i := sc.next(seeder)
+		i := nextFor(sc, seeder)
 		if i < 5 {
 			t.Fatalf("seeder was given chunk %d while rarer ones were missing", i)
 		}
 	}
 	// a is asked for its rarest chunks (3, 4) before the common ones.
-	got := map[int64]bool{sc.next(a): true, sc.next(a): true}
+	got := map[int64]bool{nextFor(sc, a): true, nextFor(sc, a): true}
 	if !got[3] || !got[4] {
 		t.Fatalf("partial peer picked %v, want its rarest chunks 3 and 4", got)
 	}
 	for k := 0; k < 3; k++ {
-		if i := sc.next(b); i < 0 || i > 2 {
+		if i := nextFor(sc, b); i < 0 || i > 2 {
 			t.Fatalf("b picked %d, which it does not hold", i)
 		}
 	}
@@ -64,7 +74,7 @@ func TestSchedulerNoDuplicatesBeforeEndgame(t *testing.T) {
 	peers := []*session{testSession(true, n), testSession(true, n), testSession(true, n)}
 	seen := make(map[int64]bool)
 	for k := 0; sc.missing > 0; k++ {
-		i := sc.next(peers[k%3])
+		i := nextFor(sc, peers[k%3])
 		if seen[i] {
 			t.Fatalf("chunk %d assigned twice while chunks were still missing", i)
 		}
@@ -82,18 +92,18 @@ func TestSchedulerEndgameSteals(t *testing.T) {
 	slow.rate, fast.rate = 1<<20, 100<<20 // 1 and 100 MiB/s
 	t0 := time.Now()
 	for k := range n {
-		i := sc.next(slow)
+		i := nextFor(sc, slow)
 		slow.inflight[i] = t0.Add(time.Duration(k) * time.Millisecond)
 	}
 	// A peer with nothing measured takes one chunk over, from deep in
 	// slow's queue (moved, not duplicated), and no more until measured.
 	unknown := testSession(true, n)
-	probe := sc.next(unknown)
+	probe := nextFor(sc, unknown)
 	if probe < 0 || len(sc.owners[probe]) != 1 {
 		t.Fatalf("probe chunk %d, owners %d", probe, len(sc.owners[probe]))
 	}
 	unknown.inflight[probe] = time.Now()
-	if i := sc.next(unknown); i >= 0 {
+	if i := nextFor(sc, unknown); i >= 0 {
 		t.Fatalf("second chunk %d given to a peer of unknown rate", i)
 	}
 	sc.release(probe, unknown, false)
@@ -111,7 +121,7 @@ func TestSchedulerEndgameSteals(t *testing.T) {
 	slow.lastProg = time.Now()
 	var got []int64
 	for {
-		i := sc.next(fast)
+		i := nextFor(sc, fast)
 		if i < 0 {
 			break
 		}
@@ -134,7 +144,7 @@ func TestSchedulerEndgameSteals(t *testing.T) {
 	for i := range slow.inflight {
 		slow.inflight[i] = time.Now().Add(-time.Hour)
 	}
-	head := sc.next(fast)
+	head := nextFor(sc, fast)
 	if head < 0 || len(sc.owners[head]) != 2 {
 		t.Fatalf("late head: chunk %d", head)
 	}
@@ -142,7 +152,7 @@ func TestSchedulerEndgameSteals(t *testing.T) {
 	third := testSession(true, n)
 	third.rate = 1000 << 20
 	for range n {
-		if i := sc.next(third); i >= 0 && len(sc.owners[i]) > 2 {
+		if i := nextFor(sc, third); i >= 0 && len(sc.owners[i]) > 2 {
 			t.Fatalf("chunk %d has %d owners", i, len(sc.owners[i]))
 		}
 	}
@@ -162,8 +172,8 @@ func TestSchedulerNoStealFromEqualPeer(t *testing.T) {
 	sc := newScheduler(n, nil)
 	a, b := testSession(true, n), testSession(true, n)
 	a.rate, b.rate = 10<<20, 12<<20
-	a.inflight[sc.next(a)] = time.Now()
-	if i := sc.next(b); i >= 0 {
+	a.inflight[nextFor(sc, a)] = time.Now()
+	if i := nextFor(sc, b); i >= 0 {
 		t.Fatalf("chunk %d stolen by a peer barely faster", i)
 	}
 }
@@ -174,7 +184,7 @@ func TestSchedulerReleaseReturnsWork(t *testing.T) {
 	gone, other := testSession(true, n), testSession(true, n)
 	var mine []int64
 	for range 5 {
-		mine = append(mine, sc.next(gone))
+		mine = append(mine, nextFor(sc, gone))
 	}
 	for _, i := range mine {
 		sc.release(i, gone, false)
@@ -183,7 +193,7 @@ func TestSchedulerReleaseReturnsWork(t *testing.T) {
 		t.Fatalf("missing %d after release, want %d", sc.missing, n)
 	}
 	for range n {
-		if sc.next(other) < 0 {
+		if nextFor(sc, other) < 0 {
 			t.Fatal("released chunk not reassigned")
 		}
 	}
@@ -201,7 +211,7 @@ func TestSchedulerResumeSkipsHeld(t *testing.T) {
 	}
 	s := testSession(true, n)
 	for range n / 2 {
-		if i := sc.next(s); i%2 == 0 {
+		if i := nextFor(sc, s); i%2 == 0 {
 			t.Fatalf("held chunk %d scheduled", i)
 		}
 	}
@@ -228,7 +238,7 @@ func BenchmarkSchedulerNext(b *testing.B) {
 		}
 		for k := 0; !sc.complete(); k++ {
 			s := ss[k%peers]
-			if i := sc.next(s); i >= 0 {
+			if i := nextFor(sc, s); i >= 0 {
 				sc.release(i, s, true)
 				sc.finish(i)
 			}
@@ -268,7 +278,7 @@ func BenchmarkSchedulerNextAtDone(b *testing.B) {
 			for b.Loop() {
 				s := ss[k%peers]
 				k++
-				if i := sc.next(s); i >= 0 {
+				if i := nextFor(sc, s); i >= 0 {
 					sc.release(i, s, false)
 				}
 			}

@@ -317,11 +317,14 @@ func (s *session) sendLoop(ctx context.Context) {
 				reqs = append(reqs, i)
 			}
 			for len(s.inflight) < s.window {
-				i := f.sched.next(s)
-				if i < 0 {
+				p := f.sched.next(s)
+				if p.i < 0 {
 					break
 				}
-				ask(i)
+				if p.from != nil {
+					p.from.cancelLocked(p.i)
+				}
+				ask(p.i)
 			}
 			// A chunk a reader waits for need not wait for room, nor for
 			// a seed to show it when no peer holding everything is here.
@@ -369,6 +372,19 @@ func (s *session) sendLoop(ctx context.Context) {
 // lastWordWait bounds how long a dropped session waits for its provider
 // to read its last word and close the stream.
 const lastWordWait = 2 * time.Second
+
+// cancelLocked withdraws the request for chunk i: it leaves the
+// in-flight set, a Cancel is sent, and an answer that still comes is
+// expected (f.mu held).
+func (s *session) cancelLocked(i int64) {
+	if _, ok := s.inflight[i]; !ok {
+		return
+	}
+	delete(s.inflight, i)
+	s.cancelled[i]++
+	s.cancels = append(s.cancels, i)
+	s.signal()
+}
 
 // tell sends m to the provider as the last word of a session about to be
 // dropped: when it is dropped, the stream is closed for writing instead

@@ -189,14 +189,8 @@ func (f *fetch) accept(a arrival) {
 	a.s.bytes += int64(len(data))
 	a.s.chunks++
 	for _, o := range losers {
-		if o == a.s {
-			continue
-		}
-		if _, ok := o.inflight[a.i]; ok {
-			delete(o.inflight, a.i)
-			o.cancelled[a.i]++
-			o.cancels = append(o.cancels, a.i)
-			o.signal()
+		if o != a.s {
+			o.cancelLocked(a.i)
 		}
 	}
 	complete := f.sched.complete()
