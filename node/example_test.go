@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/shoalnet/shoal/node"
@@ -26,6 +27,25 @@ func exampleNodes(ctx context.Context, dir string) (a, b *node.Node) {
 		return n
 	}
 	return start("a"), start("b")
+}
+
+// exampleShared starts two nodes in a new directory, a sharing a small
+// file that b does not hold.
+func exampleShared(ctx context.Context) (dir string, a, b *node.Node, root cid.Cid) {
+	dir, err := os.MkdirTemp("", "shoal-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	a, b = exampleNodes(ctx, dir)
+	src := filepath.Join(dir, "hello.txt")
+	if err := os.WriteFile(src, []byte("hello, shoal\n"), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	root, err = a.Share(ctx, src, node.ShareOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return dir, a, b, root
 }
 
 // Share a file: it is served from where it lies, announced, and named by
@@ -62,22 +82,10 @@ func ExampleNode_Share() {
 // it is written, and the copy is then served too.
 func ExampleNode_Fetch() {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "shoal-example-")
-	if err != nil {
-		log.Fatal(err)
-	}
+	dir, a, b, root := exampleShared(ctx)
 	defer os.RemoveAll(dir)
-	a, b := exampleNodes(ctx, dir)
 	defer a.Close()
 	defer b.Close()
-	src := filepath.Join(dir, "hello.txt")
-	if err := os.WriteFile(src, []byte("hello, shoal\n"), 0o644); err != nil {
-		log.Fatal(err)
-	}
-	root, err := a.Share(ctx, src, node.ShareOptions{})
-	if err != nil {
-		log.Fatal(err)
-	}
 
 	res, err := b.Fetch(ctx, root, filepath.Join(dir, "copy.txt"), node.FetchOptions{
 		Peers: []peer.AddrInfo{a.AddrInfo()}, // or found through the catalog and the DHT
@@ -97,22 +105,10 @@ func ExampleNode_Fetch() {
 // the node's store.
 func ExampleNode_Open() {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "shoal-example-")
-	if err != nil {
-		log.Fatal(err)
-	}
+	dir, a, b, root := exampleShared(ctx)
 	defer os.RemoveAll(dir)
-	a, b := exampleNodes(ctx, dir)
 	defer a.Close()
 	defer b.Close()
-	src := filepath.Join(dir, "hello.txt")
-	if err := os.WriteFile(src, []byte("hello, shoal\n"), 0o644); err != nil {
-		log.Fatal(err)
-	}
-	root, err := a.Share(ctx, src, node.ShareOptions{})
-	if err != nil {
-		log.Fatal(err)
-	}
 	if err := b.Connect(ctx, a.AddrInfo()); err != nil {
 		log.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package transfer
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -273,6 +274,13 @@ func fakeProvider(t *testing.T, blocks map[cid.Cid][]byte, onRequest func(w *wir
 // shown (a nil shown: all of them).
 func fakeProviderShowing(t *testing.T, blocks map[cid.Cid][]byte, shown Bitfield, onRequest func(w *wire.Writer, m wire.Msg) error) peer.AddrInfo {
 	t.Helper()
+	return fakeProviderOn(t, blocks, shown, nil, onRequest)
+}
+
+// fakeProviderOn is fakeProviderShowing writing through wrap(stream)
+// when wrap is set (a slow link).
+func fakeProviderOn(t *testing.T, blocks map[cid.Cid][]byte, shown Bitfield, wrap func(io.Writer) io.Writer, onRequest func(w *wire.Writer, m wire.Msg) error) peer.AddrInfo {
+	t.Helper()
 	hello := &wire.Msg{Type: wire.THaveAll}
 	if shown != nil {
 		hello = &wire.Msg{Type: wire.THave, Bits: shown}
@@ -288,7 +296,11 @@ func fakeProviderShowing(t *testing.T, blocks map[cid.Cid][]byte, shown Bitfield
 		defer wg.Done()
 		defer st.Reset()
 		r := wire.NewReader(st, 16<<10)
-		w := wire.NewWriter(st, 64<<10)
+		var out io.Writer = st
+		if wrap != nil {
+			out = wrap(st)
+		}
+		w := wire.NewWriter(out, 64<<10)
 		if m, err := r.Next(); err != nil || m.Type != wire.TOpen {
 			return
 		}

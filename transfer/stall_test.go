@@ -6,13 +6,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/shoalnet/shoal/transfer/manifest"
@@ -122,53 +119,20 @@ func TestSlowChunkNotStalled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks := manifestBlockData(t, seed, rec.Root)
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { h.Close(); wg.Wait() })
 	var asked atomic.Int64
-	h.SetStreamHandler(wire.ProtocolID, func(st network.Stream) {
-		wg.Add(1)
-		defer wg.Done()
-		defer st.Reset()
-		r := wire.NewReader(st, 16<<10)
-		// 256 KiB in 16 KiB pieces 30 ms apart: about half a second.
-		w := wire.NewWriter(pacedWriter{st, 30 * time.Millisecond}, 16<<10)
-		if m, err := r.Next(); err != nil || m.Type != wire.TOpen {
-			return
-		}
-		if w.Write(&wire.Msg{Type: wire.THaveAll}, nil) != nil || w.Flush() != nil {
-			return
-		}
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return
-			}
-			switch m.Type {
-			case wire.TGetBlock:
-				err = w.Write(&wire.Msg{Type: wire.TBlock, ID: m.ID}, blocks[m.CID])
-			case wire.TRequest:
-				asked.Add(1)
-				i := int64(m.Index)
-				err = w.Write(&wire.Msg{Type: wire.TChunk, Index: m.Index}, data[i*cs:(i+1)*cs])
-			default:
-				continue
-			}
-			if err != nil || w.Flush() != nil {
-				return
-			}
-		}
+	// 256 KiB in 16 KiB pieces 30 ms apart: about half a second.
+	slow := func(w io.Writer) io.Writer { return pacedWriter{w, 30 * time.Millisecond} }
+	ai := fakeProviderOn(t, manifestBlockData(t, seed, rec.Root), nil, slow, func(w *wire.Writer, m wire.Msg) error {
+		asked.Add(1)
+		i := int64(m.Index)
+		return w.Write(&wire.Msg{Type: wire.TChunk, Index: m.Index}, data[i*cs:(i+1)*cs])
 	})
 	f, hf := newHostServiceWith(t, func(c *Config) { c.RequestTimeout = 300 * time.Millisecond })
-	if err := hf.Connect(ctx, peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}); err != nil {
+	if err := hf.Connect(ctx, ai); err != nil {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "f.bin")
-	res, err := f.Fetch(ctx, rec.Root, dst, FetchOptions{Peers: []peer.ID{h.ID()}})
+	res, err := f.Fetch(ctx, rec.Root, dst, FetchOptions{Peers: []peer.ID{ai.ID}})
 	if err != nil {
 		t.Fatalf("the slow provider was taken for stalled: %v", err)
 	}

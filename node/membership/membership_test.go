@@ -102,6 +102,15 @@ func startTestNode(t *testing.T, cfg Config, name string, opts ...libp2p.Option)
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveSync(h, m)
+	tn := &testNode{h: h, m: m, cancel: cancel}
+	t.Cleanup(func() { tn.close() })
+	return tn
+}
+
+// serveSync answers anti-entropy on h as the node does (one request byte,
+// then the exchange).
+func serveSync(h host.Host, m *Membership) {
 	h.SetStreamHandler(SyncProtocol, func(s network.Stream) {
 		var b [1]byte
 		if _, err := io.ReadFull(s, b[:]); err != nil || b[0] != SyncRequest {
@@ -110,9 +119,6 @@ func startTestNode(t *testing.T, cfg Config, name string, opts ...libp2p.Option)
 		}
 		m.ServeSync(s)
 	})
-	tn := &testNode{h: h, m: m, cancel: cancel}
-	t.Cleanup(func() { tn.close() })
-	return tn
 }
 
 func (tn *testNode) close() {
@@ -372,14 +378,7 @@ func runMemberProcess(addr string) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	h.SetStreamHandler(SyncProtocol, func(s network.Stream) {
-		var b [1]byte
-		if _, err := io.ReadFull(s, b[:]); err != nil || b[0] != SyncRequest {
-			s.Reset()
-			return
-		}
-		m.ServeSync(s)
-	})
+	serveSync(h, m)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := h.Connect(ctx, *ai); err != nil {
