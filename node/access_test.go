@@ -5,12 +5,15 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
 
 	"github.com/shoalnet/shoal/node/auth"
 	"github.com/shoalnet/shoal/node/catalog"
@@ -290,4 +293,42 @@ func TestAllowListChecks(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0] != "reader" {
 		t.Fatalf("%v %v", got, err)
 	}
+}
+
+// An allow list a provider states is enforced at once and written off the
+// fetch's reader goroutine; it is in the database by the time the node
+// has closed, and read back after a restart.
+func TestProviderLimitsWritten(t *testing.T) {
+	home := t.TempDir()
+	n, err := New(context.Background(), testConfig(t, home))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := cid.NewCidV1(cid.DagCBOR, must(mh.Sum([]byte("limited"), mh.SHA2_256, -1)))
+	list := []string{"reader"}
+	if err := n.addACLSoon(root, list); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.acl(root); len(got) != 1 || !slices.Equal(got[0], list) {
+		t.Fatalf("enforced at once: %v", got)
+	}
+	if err := n.addACLSoon(root, list); err != nil || len(n.acl(root)) != 1 {
+		t.Fatalf("the same list twice: %v, %v", n.acl(root), err)
+	}
+	n.Close()
+	n, err = New(context.Background(), testConfig(t, home))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if got := n.stored(root); len(got) != 1 || !slices.Equal(got[0], list) {
+		t.Fatalf("after a restart: %v", got)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

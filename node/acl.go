@@ -71,6 +71,9 @@ func allowed(list []string, p peer.ID, role auth.Role) bool {
 }
 
 func (n *Node) setACL(root cid.Cid, lists [][]string) error {
+	n.aclMu.Lock()
+	delete(n.aclPending, root.KeyString())
+	n.aclMu.Unlock()
 	return n.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(aclBucket)
 		if len(lists) == 0 {
@@ -84,11 +87,10 @@ func (n *Node) setACL(root cid.Cid, lists [][]string) error {
 	})
 }
 
-// addACL adds an allow list to those root is limited to here. A list
-// already kept costs a read, not a write: providers state their limits on
-// every stream, from the fetch's reader goroutines.
+// addACL adds an allow list to those root is limited to here, and writes
+// it; a list already written costs a read.
 func (n *Node) addACL(root cid.Cid, list []string) error {
-	if slices.ContainsFunc(n.acl(root), func(l []string) bool { return slices.Equal(l, list) }) {
+	if slices.ContainsFunc(n.stored(root), func(l []string) bool { return slices.Equal(l, list) }) {
 		return nil
 	}
 	return n.db.Update(func(tx *bolt.Tx) error {
@@ -126,10 +128,81 @@ func (n *Node) limits(root cid.Cid) [][]string {
 	return lists
 }
 
-// acl returns the allow lists kept for root. Lists it cannot read (or a
-// read that fails) give one empty list, which admits nobody: a limited
-// share fails closed, never open.
+// addACLSoon is addACL for the fetch's reader goroutines: the list is
+// enforced at once (acl includes it) and written on another goroutine.
+func (n *Node) addACLSoon(root cid.Cid, list []string) error {
+	lists := n.acl(root)
+	if slices.ContainsFunc(lists, func(l []string) bool { return slices.Equal(l, list) }) {
+		return nil
+	}
+	if len(lists) >= catalog.MaxAllow {
+		return fmt.Errorf("node: more than %d allow lists for %s", catalog.MaxAllow, root)
+	}
+	n.aclMu.Lock()
+	if n.aclPending == nil {
+		n.aclPending = make(map[string][][]string)
+	}
+	k := root.KeyString()
+	n.aclPending[k] = append(n.aclPending[k], slices.Clone(list))
+	n.aclMu.Unlock()
+	n.wg.Add(1) // Close waits for it before it closes the database
+	go func() {
+		defer n.wg.Done()
+		n.flushACL()
+	}()
+	return nil
+}
+
+// flushACL writes the lists addACLSoon took; each stays pending (so
+// enforced) until it is written.
+func (n *Node) flushACL() {
+	n.aclMu.Lock()
+	pending := make(map[string][][]string, len(n.aclPending))
+	for k, lists := range n.aclPending {
+		pending[k] = slices.Clone(lists)
+	}
+	n.aclMu.Unlock()
+	for k, lists := range pending {
+		root, err := cid.Cast([]byte(k))
+		if err != nil {
+			continue
+		}
+		for _, l := range lists {
+			if err := n.addACL(root, l); err != nil {
+				n.log.Warn("record a share's allow list", "root", root, "err", err)
+				continue
+			}
+			n.aclMu.Lock()
+			left := slices.DeleteFunc(n.aclPending[k], func(p []string) bool { return slices.Equal(p, l) })
+			if len(left) == 0 {
+				delete(n.aclPending, k)
+			} else {
+				n.aclPending[k] = left
+			}
+			n.aclMu.Unlock()
+		}
+	}
+}
+
+// acl returns the allow lists kept for root, those not yet written
+// included. Lists it cannot read (or a read that fails) give one empty
+// list, which admits nobody: a limited share fails closed, never open.
 func (n *Node) acl(root cid.Cid) [][]string {
+	n.aclMu.Lock()
+	pending := slices.Clone(n.aclPending[root.KeyString()])
+	n.aclMu.Unlock()
+	lists := n.stored(root)
+	for _, l := range pending {
+		if !slices.ContainsFunc(lists, func(k []string) bool { return slices.Equal(k, l) }) {
+			lists = append(lists, l)
+		}
+	}
+	return lists
+}
+
+// stored returns the allow lists written for root (one empty list when
+// they cannot be read).
+func (n *Node) stored(root cid.Cid) [][]string {
 	var lists [][]string
 	err := n.db.View(func(tx *bolt.Tx) error {
 		if data := tx.Bucket(aclBucket).Get(root.Bytes()); data != nil {

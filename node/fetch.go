@@ -93,7 +93,7 @@ func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts Fe
 		Progress:  opts.Progress,
 		OnLimits: func(p peer.ID, allow []string) error {
 			// Serve what arrives under the limits its holders state.
-			return n.addACL(root, allow)
+			return n.addACLSoon(root, allow)
 		},
 		OnBadPeer: func(p peer.ID, err error) {
 			n.log.Warn("peer sent bad data", "peer", p, "root", root, "err", err)

@@ -70,6 +70,9 @@ type Node struct {
 	private bool        // a swarm key keeps the network private
 	psk     pnet.PSK
 
+	aclMu      sync.Mutex
+	aclPending map[string][][]string // allow lists not written yet, by root (acl.go)
+
 	storeMu sync.Mutex
 	stores  map[string]*storeFetch // fetches into the store, by root (open.go)
 }
