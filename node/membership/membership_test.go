@@ -317,24 +317,26 @@ func TestStalledNodeRefutes(t *testing.T) {
 	}
 	waitUntil(t, nodes, 30*time.Second, "the member process alive everywhere", func() bool { return allSee(nodes, id, Alive) })
 	deaths := recordDeaths(nodes, id)
-	incarnation := func() uint64 {
-		for _, mb := range nodes[0].m.Members() {
+	incarnation := func(tn *testNode) uint64 {
+		for _, mb := range tn.m.Members() {
 			if mb.ID == id {
 				return mb.Incarnation
 			}
 		}
 		return 0
 	}
-	before := incarnation()
+	before := incarnation(nodes[0])
 
 	if err := child.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	// Stopped until someone suspects it, then for less than the shortest
 	// suspicion timeout.
+	var suspecter *testNode
 	waitUntil(t, nodes, 10*time.Second, "a suspicion of the stalled member", func() bool {
 		for _, tn := range nodes {
 			if stateOf(tn, id) == Suspect {
+				suspecter = tn
 				return true
 			}
 		}
@@ -349,7 +351,9 @@ func TestStalledNodeRefutes(t *testing.T) {
 	for _, p := range deaths() {
 		t.Errorf("%v declared the stalled member dead", p)
 	}
-	if after := incarnation(); after <= before {
+	// A member that suspected it takes it back only for a higher
+	// incarnation: the refutation.
+	if after := incarnation(suspecter); after <= before {
 		t.Fatalf("the stalled member did not refute (incarnation %d, %d before)", after, before)
 	}
 }
