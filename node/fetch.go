@@ -113,7 +113,7 @@ func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts Fe
 					return nil, fmt.Errorf("%w (%w)", errors.Join(refs...), err)
 				}
 			}
-			return nil, explainHandshake(err, n.private)
+			return nil, explainHandshake(err, n.private, false)
 		}
 		n.announce(n.ctx, root, res.Manifest.Name, res.Manifest.Size, int64(countFiles(res)))
 		n.provide(root)

@@ -474,7 +474,7 @@ func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
 	}
 	start := time.Now()
 	if err := n.h.Connect(ctx, ai); err != nil {
-		return fmt.Errorf("node: connect %s: %w", ai.ID, explainHandshake(err, n.private))
+		return fmt.Errorf("node: connect %s: %w", ai.ID, explainHandshake(err, n.private, true))
 	}
 	if _, err := n.access.waitPeer(ctx, ai.ID, start); err != nil {
 		return fmt.Errorf("node: connect %s: %w", ai.ID, err)

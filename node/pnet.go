@@ -78,13 +78,16 @@ func tcpOnly(addrs []string) (kept []string, dropped bool) {
 // not in the same private network (a pre-shared key scrambles everything
 // before the handshake, so the side without the key learns nothing but a
 // timeout).
-func explainHandshake(err error, keyed bool) error {
+func explainHandshake(err error, keyed, timeouts bool) error {
 	if err == nil {
 		return err
 	}
-	// Or the dial ran out of time first, with the same cause or another.
+	// With timeouts, also a dial that ran out of time first, with the
+	// same cause or another (a Connect; not a fetch whose caller's
+	// deadline passed).
 	msg := err.Error()
-	if !strings.Contains(msg, "failed to negotiate security protocol") && !strings.Contains(msg, "context deadline exceeded") {
+	if !strings.Contains(msg, "failed to negotiate security protocol") &&
+		!(timeouts && strings.Contains(msg, "context deadline exceeded")) {
 		return err
 	}
 	if !keyed {

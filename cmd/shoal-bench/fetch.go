@@ -255,36 +255,17 @@ func measureVariant(ctx context.Context, v string, run *FetchRun, res *FetchResu
 // src on the seed (untimed), and times the fetcher's node.Fetch of it.
 func shoalFetch(ctx context.Context, run *FetchRun, res *FetchResult, dir, src string, o fetchOptions,
 	sum [sha256.Size]byte, prof profiler, pname string) (err error) {
-	newNode := func(name string) (*node.Node, error) {
-		home, err := os.MkdirTemp(dir, name+"-home-")
-		if err != nil {
-			return nil, err
-		}
-		cfg := node.DefaultConfig()
-		cfg.Home = home
-		cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
-		cfg.Transfer.CheckpointInterval = o.Checkpoint
-		n, err := node.New(ctx, cfg)
-		if err != nil {
-			os.RemoveAll(home)
-			return nil, fmt.Errorf("start %s node: %w", name, err)
-		}
-		return n, nil
-	}
-	closeNode := func(n *node.Node) error {
-		err := n.Close()
-		return errors.Join(err, os.RemoveAll(n.Home()))
-	}
-	seed, err := newNode("seed")
+	checkpoint := func(c *node.Config) { c.Transfer.CheckpointInterval = o.Checkpoint }
+	seed, err := benchNode(ctx, dir, "seed", checkpoint)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, closeNode(seed)) }()
-	fetcher, err := newNode("fetcher")
+	defer func() { err = errors.Join(err, closeBenchNode(seed)) }()
+	fetcher, err := benchNode(ctx, dir, "fetcher", checkpoint)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, closeNode(fetcher)) }()
+	defer func() { err = errors.Join(err, closeBenchNode(fetcher)) }()
 
 	// The share's hashing is not part of the fetch time.
 	t0 := time.Now()

@@ -213,8 +213,9 @@ func measureFull(ctx context.Context, run *TTFBRun, work string, seed *node.Node
 	return err
 }
 
-// benchNode starts a node on loopback TCP in a new home under dir.
-func benchNode(ctx context.Context, dir, name string) (*node.Node, error) {
+// benchNode starts a node on loopback TCP in a new home under dir, its
+// configuration changed by edit.
+func benchNode(ctx context.Context, dir, name string, edit ...func(*node.Config)) (*node.Node, error) {
 	home, err := os.MkdirTemp(dir, name+"-home-")
 	if err != nil {
 		return nil, err
@@ -222,6 +223,9 @@ func benchNode(ctx context.Context, dir, name string) (*node.Node, error) {
 	cfg := node.DefaultConfig()
 	cfg.Home = home
 	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
+	for _, e := range edit {
+		e(&cfg)
+	}
 	n, err := node.New(ctx, cfg)
 	if err != nil {
 		os.RemoveAll(home)

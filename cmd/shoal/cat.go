@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/ipfs/go-cid"
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoalnet/shoal/node/api"
@@ -49,11 +50,16 @@ func runCat(c *cli.Context) error {
 	defer cl.Close()
 	rd, err := cl.Cat(c.Context, root.String(), name)
 	if errors.Is(err, api.ErrNoDaemon) {
-		return catInProcess(c, root.String(), name)
+		return catInProcess(c, root, name)
 	}
 	if err != nil {
 		return catError(err)
 	}
+	return copyOut(c, rd)
+}
+
+// copyOut writes rd to standard output and closes it.
+func copyOut(c *cli.Context, rd io.ReadCloser) error {
 	defer rd.Close()
 	if _, err := io.Copy(c.App.Writer, rd); err != nil {
 		return fmt.Errorf("cat %s: %w", c.Args().First(), err)
@@ -70,13 +76,12 @@ func catError(err error) error {
 
 // catInProcess reads with a node of its own on the home, for when no
 // daemon runs.
-func catInProcess(c *cli.Context, rootArg, name string) error {
+func catInProcess(c *cli.Context, root cid.Cid, name string) error {
 	n, err := inProcessNode(c)
 	if err != nil {
 		return err
 	}
 	defer n.Close()
-	root, _ := parseRoot(rootArg)
 	rd, err := n.Open(c.Context, root, name)
 	if err != nil {
 		if errors.Is(err, transfer.ErrIsDir) {
@@ -86,11 +91,7 @@ func catInProcess(c *cli.Context, rootArg, name string) error {
 		}
 		return catError(err)
 	}
-	defer rd.Close()
-	if _, err := io.Copy(c.App.Writer, rd); err != nil {
-		return fmt.Errorf("cat %s: %w", c.Args().First(), err)
-	}
-	return nil
+	return copyOut(c, rd)
 }
 
 func filesOf(entries []manifest.Entry) []string {
