@@ -533,6 +533,10 @@ type ShareOptions struct {
 	// is told of each (its path in the share and what it is).
 	SkipSpecial bool
 	Skipped     func(path, kind string)
+	// Times records modification times of files and directories, which
+	// fetches then restore. The root differs from the same content shared
+	// without times (or with other times).
+	Times bool
 }
 
 // Share indexes the file or directory at path, serves it from where it
@@ -553,7 +557,7 @@ func (n *Node) Share(ctx context.Context, path string, opts ShareOptions) (cid.C
 		return cid.Undef, fmt.Errorf("node: share: %w", err)
 	}
 	bo := manifest.BuildOptions{ChunkSize: opts.ChunkSize, Progress: opts.Progress,
-		SkipSpecial: opts.SkipSpecial, Skipped: opts.Skipped}
+		SkipSpecial: opts.SkipSpecial, Skipped: opts.Skipped, Times: opts.Times}
 	if opts.SHA256 {
 		bo.Hash = sha256Code
 	}

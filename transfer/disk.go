@@ -202,16 +202,16 @@ func (f *fetch) finalize() error {
 	}
 	m := f.m
 	if m.Single {
-		if err := os.Chmod(f.temp, modeOf(m.Entries[0])); err != nil {
-			return fmt.Errorf("transfer: %w", err)
+		if err := setMeta(f.temp, m.Entries[0]); err != nil {
+			return err
 		}
 	} else {
 		// Deepest first, so a directory without write permission is set
-		// after its contents.
+		// after its contents, and its time after the last change inside.
 		for k := len(m.Entries) - 1; k >= 0; k-- {
 			e := m.Entries[k]
-			if err := os.Chmod(filepath.Join(f.temp, filepath.FromSlash(e.Path)), modeOf(e)); err != nil {
-				return fmt.Errorf("transfer: %w", err)
+			if err := setMeta(filepath.Join(f.temp, filepath.FromSlash(e.Path)), e); err != nil {
+				return err
 			}
 		}
 		if err := os.Chmod(f.temp, 0o755); err != nil {
@@ -262,6 +262,20 @@ func (f *fetch) finalize() error {
 	}
 	f.s.mu.Unlock()
 	return f.s.addShare(rec, m, f.src.blocks)
+}
+
+// setMeta gives the file or directory at p the mode of e and, if the share
+// records times, its modification time (access time too).
+func setMeta(p string, e manifest.Entry) error {
+	if err := os.Chmod(p, modeOf(e)); err != nil {
+		return fmt.Errorf("transfer: %w", err)
+	}
+	if !e.ModTime.IsZero() {
+		if err := os.Chtimes(p, e.ModTime, e.ModTime); err != nil {
+			return fmt.Errorf("transfer: %w", err)
+		}
+	}
+	return nil
 }
 
 func modeOf(e manifest.Entry) fs.FileMode {

@@ -9,6 +9,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -157,6 +158,10 @@ func (r *Reader) Name() string { return r.m.Entries[r.entry].Path }
 
 // Root is the share's root.
 func (r *Reader) Root() cid.Cid { return r.root }
+
+// ModTime returns the file's modification time as its share recorded it,
+// or the zero Time if the share records none.
+func (r *Reader) ModTime() time.Time { return r.m.Entries[r.entry].ModTime }
 
 // Read reads from the offset up to the end of one chunk, waiting for that
 // chunk if it is not here yet.

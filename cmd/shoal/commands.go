@@ -102,6 +102,8 @@ func shareCommand() *cli.Command {
 				"repeatable; peers that fetch it keep the limits; others get \"denied\" and no byte of it"},
 			&cli.BoolFlag{Name: "skip-special", Usage: "leave symbolic links, devices, sockets and named pipes out of a directory " +
 				"(each is named on stderr) instead of refusing it"},
+			&cli.BoolFlag{Name: "preserve-times", Usage: "record modification times of files and directories so that fetches restore them; " +
+				"the root then differs from the same content shared without them"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -117,6 +119,7 @@ func shareCommand() *cli.Command {
 			done, err := cl.Share(c.Context, api.ShareRequest{
 				Path: c.Args().First(), ChunkSize: c.Int64("chunk-size"), SHA256: c.Bool("sha256"),
 				Allow: c.StringSlice("allow"), SkipSpecial: c.Bool("skip-special"),
+				Times: c.Bool("preserve-times"),
 			}, rep.update, func(path, kind string) {
 				skipped++
 				fmt.Fprintf(c.App.ErrWriter, "left out: %s (%s)\n", path, kind)

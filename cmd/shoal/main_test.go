@@ -549,3 +549,38 @@ func TestShareSkipSpecial(t *testing.T) {
 		t.Fatalf("the share holds more than real.txt: %v %s", err, errOut)
 	}
 }
+
+// share --preserve-times: a fetch by another process restores the times
+// of files and directories.
+func TestSharePreserveTimes(t *testing.T) {
+	home := t.TempDir()
+	_, addr := startDaemon(t, home)
+	dir := filepath.Join(t.TempDir(), "dated")
+	f := filepath.Join(dir, "sub", "f.txt")
+	if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f, []byte("dated\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fileTime := time.Date(2012, 12, 12, 12, 12, 12, 120000000, time.UTC)
+	dirTime := fileTime.Add(time.Hour)
+	if err := os.Chtimes(f, fileTime, fileTime); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Dir(f), dirTime, dirTime); err != nil {
+		t.Fatal(err)
+	}
+	root := lastLine(mustShoal(t, home, "share", "--quiet", "--preserve-times", dir))
+	dst := filepath.Join(t.TempDir(), "copy")
+	mustShoal(t, t.TempDir(), "fetch", root, "--peer", addr, "-o", dst, "--quiet")
+	for p, want := range map[string]time.Time{"sub/f.txt": fileTime, "sub": dirTime} {
+		st, err := os.Stat(filepath.Join(dst, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.ModTime().Equal(want) {
+			t.Errorf("%s: modified %v; want %v", p, st.ModTime(), want)
+		}
+	}
+}

@@ -49,6 +49,8 @@ type ListingEntry struct {
 	Path string `json:"path"` // in the share
 	Dir  bool   `json:"dir,omitempty"`
 	Size int64  `json:"size"`
+	// ModTime is set only when the share records times.
+	ModTime *time.Time `json:"mtime,omitempty"`
 }
 
 // SetContentLimit sets how many content requests are served at once
@@ -122,8 +124,9 @@ func (s *Server) content(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Type", t)
 	}
 	// Range, If-Range, If-None-Match and HEAD; it sniffs the type from
-	// the first bytes when the name does not say.
-	http.ServeContent(w, r, f.Name(), time.Time{}, f)
+	// the first bytes when the name does not say. Last-Modified only for a
+	// share that records times.
+	http.ServeContent(w, r, f.Name(), f.ModTime(), f)
 }
 
 // contentStatus is the HTTP status of a content error.
@@ -167,7 +170,11 @@ func children(m *manifest.Manifest, dir string) []ListingEntry {
 		if !ok || rest == "" || strings.Contains(rest, "/") {
 			continue
 		}
-		out = append(out, ListingEntry{Name: rest, Path: e.Path, Dir: e.Dir, Size: e.Size})
+		le := ListingEntry{Name: rest, Path: e.Path, Dir: e.Dir, Size: e.Size}
+		if !e.ModTime.IsZero() {
+			le.ModTime = &e.ModTime
+		}
+		out = append(out, le)
 	}
 	slices.SortFunc(out, func(a, b ListingEntry) int {
 		if a.Dir != b.Dir {

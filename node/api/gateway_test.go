@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -271,5 +272,59 @@ func TestContentLimit(t *testing.T) {
 	<-s.contentSlots
 	if resp, body := get(t, url); resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
 		t.Errorf("under the limit: %s, %d bytes", resp.Status, len(body))
+	}
+}
+
+// A share that records times serves Last-Modified (and answers
+// If-Modified-Since) and lists each entry's time; one without has none.
+func TestContentTimes(t *testing.T) {
+	d := newDaemon(t)
+	gw := httptest.NewServer(NewServer(d.n, "test", nil))
+	defer gw.Close()
+	dir := filepath.Join(t.TempDir(), "dated")
+	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "sub", "f.txt")
+	if err := os.WriteFile(f, []byte("dated\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tm := time.Date(2011, 11, 11, 11, 11, 11, 0, time.UTC)
+	for _, p := range []string{f, filepath.Dir(f)} {
+		if err := os.Chtimes(p, tm, tm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	dated, err := d.c.Share(ctx, ShareRequest{Path: dir, Times: true}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := d.c.Share(ctx, ShareRequest{Path: dir}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dated.Root == plain.Root {
+		t.Fatal("the share with times has the root of the one without")
+	}
+	resp, body := get(t, gw.URL+"/content/"+dated.Root+"/sub/f.txt")
+	if got := resp.Header.Get("Last-Modified"); got != tm.Format(http.TimeFormat) || string(body) != "dated\n" {
+		t.Errorf("Last-Modified %q, body %q", got, body)
+	}
+	if resp, _ := get(t, gw.URL+"/content/"+dated.Root+"/sub/f.txt", "If-Modified-Since", tm.Format(http.TimeFormat)); resp.StatusCode != http.StatusNotModified {
+		t.Errorf("If-Modified-Since its time: %s", resp.Status)
+	}
+	_, body = get(t, gw.URL+"/content/"+dated.Root+"?format=json")
+	var l Listing
+	if err := json.Unmarshal(body, &l); err != nil || len(l.Entries) != 1 || l.Entries[0].ModTime == nil || !l.Entries[0].ModTime.Equal(tm) {
+		t.Errorf("listing %s: %v", body, err)
+	}
+	resp, _ = get(t, gw.URL+"/content/"+plain.Root+"/sub/f.txt")
+	if got := resp.Header.Get("Last-Modified"); got != "" {
+		t.Errorf("Last-Modified %q from a share without times", got)
+	}
+	_, body = get(t, gw.URL+"/content/"+plain.Root+"?format=json")
+	if strings.Contains(string(body), "mtime") {
+		t.Errorf("listing of a share without times: %s", body)
 	}
 }

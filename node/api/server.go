@@ -271,8 +271,8 @@ func (s *Server) share(w http.ResponseWriter, r *http.Request) {
 	root, err := s.n.Share(r.Context(), req.Path, node.ShareOptions{
 		ChunkSize: req.ChunkSize, SHA256: req.SHA256, Allow: req.Allow,
 		Progress:    func(p manifest.BuildProgress) { st.send(Event{Type: "progress", Index: &p}) },
-		SkipSpecial: req.SkipSpecial,
-		Skipped:     func(path, kind string) { st.send(Event{Type: "skipped", Path: path, Kind: kind}) },
+		SkipSpecial: req.SkipSpecial, Times: req.Times,
+		Skipped: func(path, kind string) { st.send(Event{Type: "skipped", Path: path, Kind: kind}) },
 	})
 	if err != nil {
 		st.send(Event{Type: "error", Error: err.Error(), Code: codeOf(err)})

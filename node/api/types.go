@@ -68,6 +68,9 @@ type ShareRequest struct {
 	// SkipSpecial leaves out what is neither a regular file nor a
 	// directory; each is reported by a "skipped" event.
 	SkipSpecial bool `json:"skip_special,omitempty"`
+	// Times records modification times, which fetches restore (another
+	// root than without).
+	Times bool `json:"times,omitempty"`
 }
 
 // FetchRequest asks the daemon to fetch a root to a path on its file

@@ -30,6 +30,12 @@ type BuildOptions struct {
 	// runtime.GOMAXPROCS(0). Memory for file data is at most 2*Workers
 	// chunks.
 	Workers int
+	// Times records each file's and directory's modification time in the
+	// manifest, so that fetches restore them. It changes the root: the
+	// same content with other times gets another address, and a share
+	// built without Times never equals one built with it. The shared
+	// directory itself has no entry; its time is not recorded.
+	Times bool
 	// SkipSpecial skips symbolic links, devices, sockets and named pipes
 	// inside a shared directory instead of failing with ErrUnsupported.
 	SkipSpecial bool
@@ -194,6 +200,9 @@ func index(ctx context.Context, abs, name string, opts BuildOptions) (files []in
 	switch {
 	case info.Mode().IsRegular():
 		e := Entry{Path: name, Size: info.Size(), Mode: info.Mode().Perm()}
+		if opts.Times {
+			e.ModTime = info.ModTime()
+		}
 		return []indexed{{entry: e, path: root, info: info}}, true, nil
 	case !info.IsDir():
 		return nil, false, fmt.Errorf("%w: %s is a %s", ErrUnsupported, abs, kind(info.Mode()))
@@ -232,6 +241,9 @@ func index(ctx context.Context, abs, name string, opts BuildOptions) (files []in
 		f := indexed{entry: Entry{Path: filepath.ToSlash(rel), Dir: t.IsDir(), Mode: info.Mode().Perm()}, path: p}
 		if !t.IsDir() {
 			f.entry.Size, f.info = info.Size(), info
+		}
+		if opts.Times {
+			f.entry.ModTime = info.ModTime()
 		}
 		files = append(files, f)
 		return nil

@@ -89,6 +89,10 @@ func (b *Builder) AddEntry(e Entry) error {
 		return b.fail(fmt.Errorf("%w: entry %d %s: %v", ErrInvalid, b.check.n, shorten(e.Path), err))
 	}
 	b.entOut = entryOut{P: e.Path, D: e.Dir, S: uint64(e.Size), M: uint64(e.Mode)}
+	if !e.ModTime.IsZero() {
+		t := e.ModTime.UnixNano()
+		b.entOut.T = &t
+	}
 	b.entOne.Reset()
 	if err := encMode.MarshalToBuffer(&b.entOut, &b.entOne); err != nil {
 		return b.fail(fmt.Errorf("manifest: encoding entry %s: %w", shorten(e.Path), err))

@@ -388,6 +388,28 @@ type modeField struct{ optUint }
 
 func (f *modeField) UnmarshalCBOR(data []byte) error { return f.decode(data, "m") }
 
+// timeField is a signed integer: nanoseconds since the Unix epoch.
+type timeField struct {
+	v  int64
+	ok bool
+}
+
+func (f *timeField) UnmarshalCBOR(data []byte) error {
+	s := strictReader{data: data}
+	m, v, err := s.head()
+	if err != nil || (m != majorUint && m != majorNegInt) || s.off != len(data) {
+		return fmt.Errorf("%q is not an integer", "t")
+	}
+	if v > math.MaxInt64 {
+		return fmt.Errorf("%q is outside the range of nanosecond Unix times", "t")
+	}
+	f.v, f.ok = int64(v), true
+	if m == majorNegInt {
+		f.v = -1 - f.v // CBOR stores -1-n
+	}
+	return nil
+}
+
 type dirField struct {
 	v  bool
 	ok bool
@@ -433,6 +455,7 @@ type entryOut struct {
 	D bool   `cbor:"d"`
 	S uint64 `cbor:"s"`
 	M uint64 `cbor:"m"`
+	T *int64 `cbor:"t,omitempty"` // Unix time in ns; absent when not recorded
 }
 
 type entryIn struct {
@@ -440,6 +463,7 @@ type entryIn struct {
 	D dirField  `cbor:"d"`
 	S sizeField `cbor:"s"`
 	M modeField `cbor:"m"`
+	T timeField `cbor:"t"`
 }
 
 type entryBlockOut struct {

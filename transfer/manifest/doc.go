@@ -64,7 +64,9 @@
 //
 // An entry block is {"start": index of its first entry, "entries": [...]}
 // where each entry is {"p": path, "d": is a directory, "s": size in bytes,
-// "m": permission bits (mode & 0o777)}. The builder fills each entry block
+// "m": permission bits (mode & 0o777)} and, only in shares built to record
+// times (BuildOptions.Times), "t": the modification time in nanoseconds
+// since the Unix epoch, a signed integer. The builder fills each entry block
 // until the next entry would take it within 1 KiB of MaxBlockSize.
 //
 // A chunk block is {"start": index of its first chunk, "digests": bytes}:
@@ -101,7 +103,7 @@
 //   - entries: strictly increasing in share order (hence unique); every
 //     entry's parent is listed before it as a directory (a file is never a
 //     parent); sizes fit in 63 bits and are 0 for directories; modes hold
-//     permission bits only;
+//     permission bits only; a time, if present, is an integer;
 //   - totals: the entries' count, sizes and chunk counts equal the root's;
 //     each block's "start" is exactly where the previous block ended; each
 //     chunk block holds the exact number of digests; a single-file share has

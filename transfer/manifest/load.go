@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/ipfs/go-cid"
 )
@@ -269,6 +270,9 @@ func entryFromWire(in entryIn) (Entry, error) {
 		return e, fmt.Errorf("mode %#o has bits other than permissions (0o777)", in.M.v)
 	}
 	e.Size, e.Mode = size, fsMode(in.M.v)
+	if in.T.ok {
+		e.ModTime = time.Unix(0, in.T.v).UTC()
+	}
 	return e, nil
 }
 

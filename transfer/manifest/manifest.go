@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
+	"time"
 
 	"github.com/ipfs/go-cid"
 )
@@ -66,6 +67,10 @@ type Entry struct {
 	Size int64
 	// Mode holds the permission bits only (mode & 0o777).
 	Mode fs.FileMode
+	// ModTime is the modification time recorded for the entry, to
+	// nanosecond precision, or the zero Time when the share records none
+	// (the default: see BuildOptions.Times).
+	ModTime time.Time
 	// FirstChunk is the index of the file's first chunk in the share's
 	// global chunk sequence. For directories and empty files it is the index
 	// the next file's first chunk has. The builder and the decoder set it;

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/ipld/go-ipld-prime/codec/dagcbor"
@@ -631,5 +632,71 @@ func TestEntryChunks(t *testing.T) {
 		if got := c.e.Chunks(cs); got != c.want {
 			t.Errorf("%+v.Chunks = %d, want %d", c.e, got, c.want)
 		}
+	}
+}
+
+// A share built with Times records every entry's time to the nanosecond
+// (times before 1970 too); Load returns them, they encode again to the
+// same root, and the root differs from the share without times.
+func TestTimes(t *testing.T) {
+	dir, want := makeTree(t)
+	base := time.Date(2019, 3, 14, 15, 9, 26, 535897932, time.UTC)
+	for i := len(want) - 1; i >= 0; i-- { // deepest first: a file's time is set before its directory's
+		tm := base.Add(time.Duration(i) * 36 * time.Hour)
+		if i == 1 {
+			tm = time.Date(1969, 7, 20, 20, 17, 40, 123, time.UTC)
+		}
+		want[i].ModTime = tm
+		if err := os.Chtimes(filepath.Join(dir, want[i].Path), tm, tm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plain, err := BuildFromPath(context.Background(), dir, BuildOptions{ChunkSize: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range plain.Manifest.Entries {
+		if !e.ModTime.IsZero() {
+			t.Fatalf("%s: time %v recorded without Times", e.Path, e.ModTime)
+		}
+	}
+	res, err := BuildFromPath(context.Background(), dir, BuildOptions{ChunkSize: cs, Times: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Root == plain.Root {
+		t.Fatal("recording times left the root unchanged")
+	}
+	m, err := Load(context.Background(), res.Root, blockStore(res.Blocks).get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range m.Entries {
+		if !e.ModTime.Equal(want[i].ModTime) || !res.Manifest.Entries[i].ModTime.Equal(want[i].ModTime) {
+			t.Errorf("%s: loaded time %v, built %v, want %v", e.Path, e.ModTime, res.Manifest.Entries[i].ModTime, want[i].ModTime)
+		}
+	}
+	if again, _, err := Encode(m); err != nil || again != res.Root {
+		t.Fatalf("loaded manifest encodes to %v (%v), want %v", again, err, res.Root)
+	}
+
+	// A single file keeps its time too.
+	f := filepath.Join(dir, "a.txt")
+	single, err := BuildFromPath(context.Background(), f, BuildOptions{ChunkSize: cs, Times: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := single.Manifest.Entries[0].ModTime; !got.Equal(want[6].ModTime) {
+		t.Fatalf("single file time %v, want %v", got, want[6].ModTime)
+	}
+
+	// A time a nanosecond count cannot hold is refused, not wrapped.
+	b, err := NewBuilder("x", true, cs, mh.BLAKE3, func(cid.Cid, []byte) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.AddEntry(Entry{Path: "x", Size: 1, ModTime: time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "1678 to 2262") {
+		t.Fatalf("time in 2300: %v", err)
 	}
 }

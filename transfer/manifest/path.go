@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -106,6 +107,13 @@ type entryChecker struct {
 
 // add checks e against the rules and the entries before it and sets
 // e.FirstChunk. The error does not name the entry; the caller does.
+// The modification times a manifest can hold: int64 nanoseconds since the
+// Unix epoch.
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
 func (c *entryChecker) add(e *Entry) error {
 	if err := checkPath(e.Path); err != nil {
 		return err
@@ -139,6 +147,8 @@ func (c *entryChecker) add(e *Entry) error {
 		return fmt.Errorf("mode %#o has bits other than permissions (0o777)", uint32(e.Mode))
 	case e.Size > math.MaxInt64-c.size:
 		return errors.New("total size overflows 63 bits")
+	case !e.ModTime.IsZero() && (e.ModTime.Before(minTime) || e.ModTime.After(maxTime)):
+		return fmt.Errorf("modification time %s is outside the years 1678 to 2262 that nanosecond Unix times cover", e.ModTime.Format(time.RFC3339))
 	}
 	e.FirstChunk = c.chunks
 	c.chunks += e.Chunks(c.chunkSize)
