@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
@@ -153,8 +154,8 @@ func seedManifest() *Manifest {
 		Name: "seed", ChunkSize: MinChunkSize, Hash: mh.BLAKE3, Size: MinChunkSize + 10,
 		Entries: []Entry{
 			{Path: "d", Dir: true, Mode: 0o755},
-			{Path: "d/big", Size: MinChunkSize + 5, Mode: 0o644},
-			{Path: "d/empty", Mode: 0o600},
+			{Path: "d/big", Size: MinChunkSize + 5, Mode: 0o644, ModTime: time.Unix(1700000000, 123).UTC()},
+			{Path: "d/empty", Mode: 0o600, ModTime: time.Unix(-86400, 0).UTC()},
 			{Path: "e", Dir: true, Mode: 0o700},
 			{Path: "f", Size: 5, Mode: 0o644},
 		},
