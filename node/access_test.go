@@ -306,14 +306,14 @@ func TestProviderLimitsWritten(t *testing.T) {
 	}
 	root := cid.NewCidV1(cid.DagCBOR, must(mh.Sum([]byte("limited"), mh.SHA2_256, -1)))
 	list := []string{"reader"}
-	if err := n.addACLSoon(root, list); err != nil {
+	if err := n.acls.AddSoon(root, list); err != nil {
 		t.Fatal(err)
 	}
-	if got := n.acl(root); len(got) != 1 || !slices.Equal(got[0], list) {
+	if got := n.acls.Lists(root); len(got) != 1 || !slices.Equal(got[0], list) {
 		t.Fatalf("enforced at once: %v", got)
 	}
-	if err := n.addACLSoon(root, list); err != nil || len(n.acl(root)) != 1 {
-		t.Fatalf("the same list twice: %v, %v", n.acl(root), err)
+	if err := n.acls.AddSoon(root, list); err != nil || len(n.acls.Lists(root)) != 1 {
+		t.Fatalf("the same list twice: %v, %v", n.acls.Lists(root), err)
 	}
 	n.Close()
 	n, err = New(context.Background(), testConfig(t, home))
@@ -321,7 +321,7 @@ func TestProviderLimitsWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	if got := n.stored(root); len(got) != 1 || !slices.Equal(got[0], list) {
+	if got := n.acls.Stored(root); len(got) != 1 || !slices.Equal(got[0], list) {
 		t.Fatalf("after a restart: %v", got)
 	}
 }

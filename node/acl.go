@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,24 +11,12 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
-	bolt "go.etcd.io/bbolt"
 
+	"github.com/shoalnet/shoal/node/access"
 	"github.com/shoalnet/shoal/node/auth"
 	"github.com/shoalnet/shoal/node/catalog"
 	"github.com/shoalnet/shoal/node/membership"
 )
-
-// aclBucket holds, per root, the allow lists this node enforces when it
-// serves the root: its own (share --allow) or those of the publishers it
-// fetched it from.
-var aclBucket = []byte("acl")
-
-func initACL(db *bolt.DB) error {
-	return db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(aclBucket)
-		return err
-	})
-}
 
 // CheckAllow validates an allow list: each entry is a role (admin,
 // publisher, reader) or a peer ID. Roles need a closed network.
@@ -57,162 +44,13 @@ func CheckAllow(list []string, closed bool) ([]string, error) {
 	return out, nil
 }
 
-// allowed reports whether a peer with this role is admitted by list.
-func allowed(list []string, p peer.ID, role auth.Role) bool {
-	for _, a := range list {
-		if a == p.String() {
-			return true
-		}
-		if r, err := auth.ParseRole(a); err == nil && role.Includes(r) {
-			return true
-		}
-	}
-	return false
-}
-
-func (n *Node) setACL(root cid.Cid, lists [][]string) error {
-	n.aclMu.Lock()
-	delete(n.aclPending, root.KeyString())
-	n.aclMu.Unlock()
-	return n.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(aclBucket)
-		if len(lists) == 0 {
-			return b.Delete(root.Bytes())
-		}
-		data, err := json.Marshal(lists)
-		if err != nil {
-			return err
-		}
-		return b.Put(root.Bytes(), data)
-	})
-}
-
-// addACL adds an allow list to those root is limited to here, and writes
-// it; a list already written costs a read.
-func (n *Node) addACL(root cid.Cid, list []string) error {
-	if slices.ContainsFunc(n.stored(root), func(l []string) bool { return slices.Equal(l, list) }) {
-		return nil
-	}
-	return n.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(aclBucket)
-		var lists [][]string
-		if data := b.Get(root.Bytes()); data != nil {
-			if err := json.Unmarshal(data, &lists); err != nil {
-				return fmt.Errorf("node: allow lists of %s: %w", root, err)
-			}
-		}
-		for _, l := range lists {
-			if slices.Equal(l, list) {
-				return nil
-			}
-		}
-		if len(lists) >= catalog.MaxAllow {
-			return fmt.Errorf("node: more than %d allow lists for %s", catalog.MaxAllow, root)
-		}
-		data, err := json.Marshal(append(lists, list))
-		if err != nil {
-			return err
-		}
-		return b.Put(root.Bytes(), data)
-	})
-}
-
 // limits returns every allow list root is limited to here.
 func (n *Node) limits(root cid.Cid) [][]string {
-	lists := n.acl(root)
+	lists := n.acls.Lists(root)
 	for _, l := range n.cat.Allows(root) {
 		if !slices.ContainsFunc(lists, func(k []string) bool { return slices.Equal(k, l) }) {
 			lists = append(lists, l)
 		}
-	}
-	return lists
-}
-
-// addACLSoon is addACL for the fetch's reader goroutines: the list is
-// enforced at once (acl includes it) and written on another goroutine.
-func (n *Node) addACLSoon(root cid.Cid, list []string) error {
-	lists := n.acl(root)
-	if slices.ContainsFunc(lists, func(l []string) bool { return slices.Equal(l, list) }) {
-		return nil
-	}
-	if len(lists) >= catalog.MaxAllow {
-		return fmt.Errorf("node: more than %d allow lists for %s", catalog.MaxAllow, root)
-	}
-	n.aclMu.Lock()
-	if n.aclPending == nil {
-		n.aclPending = make(map[string][][]string)
-	}
-	k := root.KeyString()
-	n.aclPending[k] = append(n.aclPending[k], slices.Clone(list))
-	n.aclMu.Unlock()
-	n.wg.Add(1) // Close waits for it before it closes the database
-	go func() {
-		defer n.wg.Done()
-		n.flushACL()
-	}()
-	return nil
-}
-
-// flushACL writes the lists addACLSoon took; each stays pending (so
-// enforced) until it is written.
-func (n *Node) flushACL() {
-	n.aclMu.Lock()
-	pending := make(map[string][][]string, len(n.aclPending))
-	for k, lists := range n.aclPending {
-		pending[k] = slices.Clone(lists)
-	}
-	n.aclMu.Unlock()
-	for k, lists := range pending {
-		root, err := cid.Cast([]byte(k))
-		if err != nil {
-			continue
-		}
-		for _, l := range lists {
-			if err := n.addACL(root, l); err != nil {
-				n.log.Warn("record a share's allow list", "root", root, "err", err)
-				continue
-			}
-			n.aclMu.Lock()
-			left := slices.DeleteFunc(n.aclPending[k], func(p []string) bool { return slices.Equal(p, l) })
-			if len(left) == 0 {
-				delete(n.aclPending, k)
-			} else {
-				n.aclPending[k] = left
-			}
-			n.aclMu.Unlock()
-		}
-	}
-}
-
-// acl returns the allow lists kept for root, those not yet written
-// included. Lists it cannot read (or a read that fails) give one empty
-// list, which admits nobody: a limited share fails closed, never open.
-func (n *Node) acl(root cid.Cid) [][]string {
-	n.aclMu.Lock()
-	pending := slices.Clone(n.aclPending[root.KeyString()])
-	n.aclMu.Unlock()
-	lists := n.stored(root)
-	for _, l := range pending {
-		if !slices.ContainsFunc(lists, func(k []string) bool { return slices.Equal(k, l) }) {
-			lists = append(lists, l)
-		}
-	}
-	return lists
-}
-
-// stored returns the allow lists written for root (one empty list when
-// they cannot be read).
-func (n *Node) stored(root cid.Cid) [][]string {
-	var lists [][]string
-	err := n.db.View(func(tx *bolt.Tx) error {
-		if data := tx.Bucket(aclBucket).Get(root.Bytes()); data != nil {
-			return json.Unmarshal(data, &lists)
-		}
-		return nil
-	})
-	if err != nil {
-		n.log.Error("allow lists unreadable; the share is denied to everyone", "root", root, "err", err)
-		return [][]string{{}}
 	}
 	return lists
 }
@@ -229,7 +67,7 @@ func (n *Node) authorize(ctx context.Context, p peer.ID, root cid.Cid) error {
 		return fmt.Errorf("peer not admitted to this network: %v", err)
 	}
 	for _, list := range n.limits(root) {
-		if !allowed(list, p, role) {
+		if !access.Allowed(list, p, role) {
 			return fmt.Errorf("%s is limited to %s", root, strings.Join(list, ", "))
 		}
 	}
@@ -238,7 +76,7 @@ func (n *Node) authorize(ctx context.Context, p peer.ID, root cid.Cid) error {
 
 // admitPublisher is the catalog's check: the publisher's token proves a
 // role that may publish.
-func (a *access) admitPublisher(e catalog.Entry) error {
+func (a *keeper) admitPublisher(e catalog.Entry) error {
 	if !a.closed() {
 		return nil
 	}
@@ -253,7 +91,7 @@ func (a *access) admitPublisher(e catalog.Entry) error {
 }
 
 // admitMember is the membership's check: the member's token is valid.
-func (a *access) admitMember(id peer.ID, m membership.Meta) error {
+func (a *keeper) admitMember(id peer.ID, m membership.Meta) error {
 	_, _, err := a.v.CheckBytes(m.Token, id, time.Now())
 	return err
 }
@@ -356,7 +194,7 @@ func (n *Node) Access() AccessStatus {
 	st := AccessStatus{
 		Closed:        n.access.closed(),
 		Revocations:   len(n.access.v.Revocations()),
-		RefusedPeers:  n.access.gater.count(),
+		RefusedPeers:  n.access.gater.Count(),
 		DeniedFetches: n.xfer.Denied(),
 		RejectedAnns:  n.cat.Rejected(),
 	}

@@ -69,7 +69,7 @@ func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts Fe
 	}
 	// Serve what arrives under the publishers' limits.
 	for _, list := range n.cat.Allows(root) {
-		if err := n.addACL(root, list); err != nil {
+		if err := n.acls.Add(root, list); err != nil {
 			return nil, fmt.Errorf("node: fetch: %w", err)
 		}
 	}
@@ -93,7 +93,7 @@ func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts Fe
 		Progress:  opts.Progress,
 		OnLimits: func(p peer.ID, allow []string) error {
 			// Serve what arrives under the limits its holders state.
-			return n.addACLSoon(root, allow)
+			return n.acls.AddSoon(root, allow)
 		},
 		OnBadPeer: func(p peer.ID, err error) {
 			n.log.Warn("peer sent bad data", "peer", p, "root", root, "err", err)

@@ -30,6 +30,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/shoalnet/shoal/dht"
+	"github.com/shoalnet/shoal/node/access"
 	"github.com/shoalnet/shoal/node/auth"
 	"github.com/shoalnet/shoal/node/catalog"
 	"github.com/shoalnet/shoal/node/membership"
@@ -61,7 +62,8 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	access    *access
+	access    *keeper
+	acls      *access.ACL // allow lists of the shares served here
 	closeOnce sync.Once
 	closeErr  error
 	mdns      interface{ Close() error } // nil unless Config.MDNS
@@ -69,9 +71,6 @@ type Node struct {
 	running atomic.Bool // New has finished
 	private bool        // a swarm key keeps the network private
 	psk     pnet.PSK
-
-	aclMu      sync.Mutex
-	aclPending map[string][][]string // allow lists not written yet, by root (acl.go)
 
 	storeMu sync.Mutex
 	stores  map[string]*storeFetch // fetches into the store, by root (open.go)
@@ -192,12 +191,16 @@ func (n *Node) openHome() (func() error, error) {
 	if !tok.IsZero() && tok.Peer != self {
 		return fail(fmt.Errorf("node: the token names peer %s, not this peer %s", tok.Peer, self))
 	}
-	if err := initACL(db); err != nil {
+	acls, err := access.NewACL(db, catalog.MaxAllow, n.log)
+	if err != nil {
 		return fail(err)
 	}
-	n.key, n.db, n.psk, n.private = key, db, psk, psk != nil
-	n.access = &access{n: n, v: verifier, gater: newGater(), token: tok, peers: make(map[peer.ID]*peerAuth)}
-	return db.Close, nil
+	n.key, n.db, n.psk, n.private, n.acls = key, db, psk, psk != nil, acls
+	n.access = &keeper{n: n, v: verifier, gater: access.NewGater(), peers: access.NewTable(), token: tok}
+	return func() error {
+		acls.Close()
+		return db.Close()
+	}, nil
 }
 
 func (n *Node) startHost() (func() error, error) {
@@ -266,7 +269,7 @@ func (n *Node) startTransfer() (func() error, error) {
 	tcfg.Limits = n.limits
 	tcfg.OnProtocolError = func(p peer.ID, err error) {
 		n.log.Warn("peer broke the transfer protocol; disconnected", "peer", p, "err", err, "refused_for", refuseFor)
-		acc.gater.refuse(p, refuseFor)
+		acc.gater.Refuse(p, refuseFor)
 		h.Network().ClosePeer(p)
 	}
 	tcfg.OnStale = n.onStale
@@ -358,7 +361,7 @@ func (n *Node) serveRecorded() {
 	}
 }
 
-func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *gater) (host.Host, error) {
+func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *access.Gater) (host.Host, error) {
 	listen := cfg.ListenAddrs
 	transports := []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(quic.NewTransport)}
 	if psk != nil {
@@ -434,6 +437,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.xfer.Close(), n.cat.Close())
 		n.cancel() // gossipsub and background provides
 		n.wg.Wait()
+		n.acls.Close()
 		errs = append(errs, n.dht.Close(), n.h.Close(), n.db.Close())
 		n.closeErr = errors.Join(errs...)
 	})
@@ -567,7 +571,7 @@ func (n *Node) Share(ctx context.Context, path string, opts ShareOptions) (cid.C
 	}
 	rec, err := n.xfer.Share(ctx, path, transfer.ShareOptions{Build: bo, BeforeServe: func(root cid.Cid) error {
 		// The limits hold from the first byte served.
-		return n.setACL(root, lists)
+		return n.acls.Set(root, lists)
 	}})
 	if err != nil {
 		return cid.Undef, fmt.Errorf("node: share %s: %w", path, err)
@@ -583,7 +587,7 @@ func (n *Node) announce(ctx context.Context, root cid.Cid, name string, size, fi
 		return // others would reject it; the DHT still finds this holder
 	}
 	e := catalog.Entry{Root: root, Name: name, Size: size, Files: files}
-	if lists := n.acl(root); len(lists) > 0 {
+	if lists := n.acls.Lists(root); len(lists) > 0 {
 		e.Allow = lists[0]
 	}
 	if err := n.cat.Announce(ctx, e); err != nil {
