@@ -121,6 +121,27 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// id with no daemon: the peer ID alone on stdout (for scripts), the note
+// about addresses on stderr; the same ID as the daemon reports later.
+func TestIDWithoutDaemon(t *testing.T) {
+	home := t.TempDir()
+	out, errOut, err := shoal(t, home, "id")
+	if err != nil {
+		t.Fatalf("id: %v\n%s", err, errOut)
+	}
+	id := strings.TrimSuffix(out, "\n")
+	if strings.ContainsAny(id, "\n (") || !strings.HasPrefix(id, "12D3KooW") {
+		t.Fatalf("stdout is %q; want the peer ID alone on one line", out)
+	}
+	if !strings.HasPrefix(errOut, "(no daemon running") || !strings.HasSuffix(errOut, ")\n") {
+		t.Fatalf("stderr is %q; want the note on a line of its own", errOut)
+	}
+	_, addr := startDaemon(t, home)
+	if !strings.HasSuffix(addr, "/p2p/"+id) {
+		t.Fatalf("the daemon listens as %s, id said %s", addr, id)
+	}
+}
+
 // shoal runs the CLI and returns its stdout and stderr.
 func shoal(t *testing.T, home string, args ...string) (string, string, error) {
 	t.Helper()
