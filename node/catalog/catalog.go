@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +76,10 @@ type Catalog struct {
 	synced map[peer.ID]time.Time
 	closed bool
 	notify *network.NotifyBundle
+
+	wantMu  sync.Mutex
+	wants   map[string]map[peer.ID]Entry // current entries asking for replicas, by root
+	changed chan struct{}                // a token when an entry was stored
 }
 
 // New joins the catalog topic on ps and pulls the catalog of every peer
@@ -96,7 +101,11 @@ func New(h host.Host, ps *pubsub.PubSub, db *bolt.DB, key crypto.PrivKey, cfg Co
 	}); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
-	c := &Catalog{h: h, db: db, key: key, cfg: cfg, log: cfg.Logger, ps: ps, synced: make(map[peer.ID]time.Time)}
+	c := &Catalog{h: h, db: db, key: key, cfg: cfg, log: cfg.Logger, ps: ps, synced: make(map[peer.ID]time.Time),
+		wants: make(map[string]map[peer.ID]Entry), changed: make(chan struct{}, 1)}
+	if err := c.loadWants(); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
 	name := Topic(cfg.Network)
 	if err := ps.RegisterTopicValidator(name, c.validate); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
@@ -241,8 +250,108 @@ func (c *Catalog) store(data []byte) (bool, error) {
 		stored = true
 		return b.Put(key, data)
 	})
+	if stored && err == nil {
+		c.indexWant(e)
+		select {
+		case c.changed <- struct{}{}:
+		default:
+		}
+	}
 	return stored, err
 }
+
+// loadWants builds the index of entries asking for replicas.
+func (c *Catalog) loadWants() error {
+	return c.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(_, v []byte) error {
+			if e, err := Decode(v); err == nil {
+				c.indexWant(e)
+			}
+			return nil
+		})
+	})
+}
+
+// indexWant records e, the newest entry of its root and publisher, in the
+// index of wants.
+func (c *Catalog) indexWant(e Entry) {
+	c.wantMu.Lock()
+	defer c.wantMu.Unlock()
+	k := e.Root.KeyString()
+	if e.Removed || e.Replicas <= 0 {
+		if m := c.wants[k]; m != nil {
+			delete(m, e.Publisher)
+			if len(m) == 0 {
+				delete(c.wants, k)
+			}
+		}
+		return
+	}
+	if c.wants[k] == nil {
+		c.wants[k] = make(map[peer.ID]Entry)
+	}
+	c.wants[k][e.Publisher] = e
+}
+
+// Want is a root that publishers ask the network to keep copies of.
+type Want struct {
+	Root     cid.Cid
+	Name     string
+	Size     int64
+	Replicas int // the largest count asked by a current entry
+}
+
+// Wants returns every root some current entry asks replicas of.
+func (c *Catalog) Wants() []Want {
+	c.wantMu.Lock()
+	var entries [][]Entry
+	for _, m := range c.wants {
+		var es []Entry
+		for _, e := range m {
+			es = append(es, e)
+		}
+		entries = append(entries, es)
+	}
+	c.wantMu.Unlock()
+	var out []Want
+	for _, es := range entries {
+		if w, ok := c.want(es); ok {
+			out = append(out, w)
+		}
+	}
+	slices.SortFunc(out, func(a, b Want) int { return strings.Compare(a.Root.KeyString(), b.Root.KeyString()) })
+	return out
+}
+
+// WantOf returns what is asked of root (Replicas 0: nothing).
+func (c *Catalog) WantOf(root cid.Cid) Want {
+	c.wantMu.Lock()
+	var es []Entry
+	for _, e := range c.wants[root.KeyString()] {
+		es = append(es, e)
+	}
+	c.wantMu.Unlock()
+	w, _ := c.want(es)
+	w.Root = root
+	return w
+}
+
+// want merges the entries of one root, leaving out publishers no longer
+// admitted.
+func (c *Catalog) want(es []Entry) (Want, bool) {
+	var w Want
+	for _, e := range es {
+		if !c.stillAdmitted(e) || e.Replicas <= w.Replicas {
+			continue
+		}
+		w = Want{Root: e.Root, Name: e.Name, Size: e.Size, Replicas: e.Replicas}
+	}
+	return w, w.Replicas > 0
+}
+
+// Changed receives a token after an announcement was stored (at most one
+// waits: a slow reader sees one token for many changes).
+func (c *Catalog) Changed() <-chan struct{} { return c.changed }
 
 // Announce signs e as this node's, keeps it and publishes it.
 func (c *Catalog) Announce(ctx context.Context, e Entry) error {
@@ -309,11 +418,14 @@ func (c *Catalog) List() ([]Entry, error) {
 	return out, nil
 }
 
-// Holders returns the peers that announced root and have not withdrawn it.
+// Holders returns the peers that announced they hold root and have not
+// withdrawn it.
 func (c *Catalog) Holders(root cid.Cid) []peer.ID {
 	var out []peer.ID
 	for _, e := range c.current(root) {
-		out = append(out, e.Publisher)
+		if !e.NotHeld {
+			out = append(out, e.Publisher)
+		}
 	}
 	return out
 }

@@ -36,10 +36,20 @@ type Entry struct {
 	// Token is the publisher's token in a closed network: the proof that
 	// it may publish.
 	Token []byte `json:"-"`
+	// Replicas is the number of copies the publisher asks the network's
+	// storers to keep (0: none asked). The count wanted for a root is the
+	// largest among its current entries.
+	Replicas int `json:"replicas,omitempty"`
+	// NotHeld: the publisher asks for replicas (a pin) but holds no copy
+	// itself, so it is not a provider.
+	NotHeld bool `json:"not_held,omitempty"`
 }
 
 // MaxAllow caps the entries of an announcement's Allow list.
 const MaxAllow = 16
+
+// MaxReplicas caps the copies an announcement may ask for.
+const MaxReplicas = 64
 
 // signed is the encoding on the wire: the entry's encoding and the
 // publisher's signature over exactly those bytes.
@@ -59,6 +69,8 @@ type wireEntry struct {
 	Removed   bool     `cbor:"rm"`
 	Allow     []string `cbor:"allow,omitempty"`
 	Token     []byte   `cbor:"tok,omitempty"`
+	Replicas  uint64   `cbor:"rep,omitempty"`
+	NotHeld   bool     `cbor:"nh,omitempty"`
 }
 
 var (
@@ -70,7 +82,7 @@ func (e *Entry) toWire() wireEntry {
 	return wireEntry{
 		Root: e.Root.Bytes(), Name: e.Name, Size: uint64(e.Size), Files: uint64(e.Files),
 		Publisher: []byte(e.Publisher), Time: e.Time.UnixNano(), Removed: e.Removed,
-		Allow: e.Allow, Token: e.Token,
+		Allow: e.Allow, Token: e.Token, Replicas: uint64(max(e.Replicas, 0)), NotHeld: e.NotHeld,
 	}
 }
 
@@ -82,6 +94,9 @@ func Sign(e Entry, key crypto.PrivKey) ([]byte, error) {
 	}
 	if e.Publisher != id {
 		return nil, fmt.Errorf("catalog: key of %s cannot sign for %s", id, e.Publisher)
+	}
+	if e.Replicas < 0 || e.Replicas > MaxReplicas {
+		return nil, fmt.Errorf("catalog: %d replicas asked; from 0 to %d", e.Replicas, MaxReplicas)
 	}
 	body, err := encMode.Marshal(e.toWire())
 	if err != nil {
@@ -140,6 +155,9 @@ func Decode(data []byte) (Entry, error) {
 	if len(w.Token) > 1<<10 {
 		return Entry{}, fmt.Errorf("%w: token of %d bytes", ErrInvalid, len(w.Token))
 	}
+	if w.Replicas > MaxReplicas {
+		return Entry{}, fmt.Errorf("%w: %d replicas asked, more than %d", ErrInvalid, w.Replicas, MaxReplicas)
+	}
 	if w.Size > 1<<62 || w.Files > 1<<40 {
 		return Entry{}, fmt.Errorf("%w: size or file count out of range", ErrInvalid)
 	}
@@ -154,6 +172,6 @@ func Decode(data []byte) (Entry, error) {
 	return Entry{
 		Root: root, Name: w.Name, Size: int64(w.Size), Files: int64(w.Files),
 		Publisher: pub, Time: time.Unix(0, w.Time).UTC(), Removed: w.Removed,
-		Allow: w.Allow, Token: w.Token,
+		Allow: w.Allow, Token: w.Token, Replicas: int(w.Replicas), NotHeld: w.NotHeld,
 	}, nil
 }

@@ -46,6 +46,37 @@ func TestSignDecode(t *testing.T) {
 	}
 }
 
+func TestReplicasRoundTrip(t *testing.T) {
+	key, id := testKey(t)
+	for _, e := range []Entry{
+		{Root: testRoot(), Name: "pinned", Publisher: id, Time: time.Unix(5, 0).UTC(), Replicas: 3, NotHeld: true},
+		{Root: testRoot(), Name: "held", Publisher: id, Time: time.Unix(6, 0).UTC(), Replicas: MaxReplicas},
+	} {
+		data, err := Sign(e, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Decode(data)
+		if err != nil || got.Replicas != e.Replicas || got.NotHeld != e.NotHeld {
+			t.Fatalf("round trip: %+v, %v; want %+v", got, err, e)
+		}
+	}
+	for _, n := range []int{-1, MaxReplicas + 1} {
+		if _, err := Sign(Entry{Root: testRoot(), Publisher: id, Replicas: n}, key); err == nil {
+			t.Fatalf("signed an entry asking %d replicas", n)
+		}
+	}
+	// A peer that signs more than the cap is refused by the decoder.
+	w := (&Entry{Root: testRoot(), Publisher: id, Time: time.Unix(7, 0)}).toWire()
+	w.Replicas = MaxReplicas + 1
+	body, _ := encMode.Marshal(w)
+	sig, _ := key.Sign(body)
+	data, _ := encMode.Marshal(signed{Body: body, Sig: sig})
+	if _, err := Decode(data); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("%d replicas decoded: %v", MaxReplicas+1, err)
+	}
+}
+
 func TestSignRefusesOtherPublisher(t *testing.T) {
 	key, _ := testKey(t)
 	_, other := testKey(t)
@@ -89,6 +120,7 @@ func FuzzDecode(f *testing.F) {
 	for _, e := range []Entry{
 		{Root: testRoot(), Name: "x", Size: 1, Files: 1, Publisher: id, Time: time.Unix(1, 0)},
 		{Root: testRoot(), Publisher: id, Removed: true, Time: time.Unix(2, 0)},
+		{Root: testRoot(), Name: "pin", Publisher: id, Time: time.Unix(3, 0), Replicas: 3, NotHeld: true},
 	} {
 		data, err := Sign(e, key)
 		if err != nil {
