@@ -19,6 +19,15 @@ type Meta struct {
 	// Token is the member's token in a closed network (its proof of
 	// membership and role).
 	Token []byte `cbor:"tok,omitempty" json:"-"`
+	// Storer: the member keeps replicas for the network.
+	Storer bool `cbor:"storer,omitempty" json:"storer,omitempty"`
+	// StoreFull: the member's store took no new replica the last time it
+	// was asked to (its quota or disk is full); it keeps those it holds.
+	StoreFull bool `cbor:"full,omitempty" json:"store_full,omitempty"`
+	// StoreUsed and StoreQuota are the bytes its store holds and may hold
+	// (0: no quota but the disk).
+	StoreUsed  uint64 `cbor:"used,omitempty" json:"store_used,omitempty"`
+	StoreQuota uint64 `cbor:"quota,omitempty" json:"store_quota,omitempty"`
 }
 
 // Config tunes the protocol. Zero fields take the defaults of

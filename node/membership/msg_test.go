@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -35,9 +36,10 @@ func mustEncode(t testing.TB, v any) []byte {
 
 func TestUpdateRoundTrip(t *testing.T) {
 	id := testID(t)
-	u := update{Kind: KindAlive, ID: []byte(id), Inc: 7, Meta: &Meta{Name: "a", Roles: []string{"reader"}, Addrs: []string{"/ip4/127.0.0.1/tcp/1"}, Shares: 3}}
+	u := update{Kind: KindAlive, ID: []byte(id), Inc: 7, Meta: &Meta{Name: "a", Roles: []string{"reader"}, Addrs: []string{"/ip4/127.0.0.1/tcp/1"}, Shares: 3,
+		Storer: true, StoreFull: true, StoreUsed: 5 << 30, StoreQuota: 8 << 30}}
 	got, gid, err := decodeUpdate(mustEncode(t, u))
-	if err != nil || gid != id || got.Inc != 7 || got.Meta == nil || got.Meta.Name != "a" || got.Meta.Shares != 3 {
+	if err != nil || gid != id || got.Inc != 7 || got.Meta == nil || !reflect.DeepEqual(*got.Meta, *u.Meta) {
 		t.Fatalf("round trip: %+v %v %v", got, gid, err)
 	}
 }
