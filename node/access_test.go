@@ -73,17 +73,19 @@ func (c *closedNet) role(r auth.Role) func(peer.ID) auth.Token {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes; what the
-// test waits for is gossip reaching other nodes, which has no event.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// waitFor polls cond until it holds or the deadline passes, and returns
+// how long it took; what the test waits for is gossip reaching other
+// nodes, which has no event.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
 	for !cond() {
-		if time.Now().After(deadline) {
+		if time.Since(start) > timeout {
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return time.Since(start)
 }
 
 func connected(a, b *Node) bool {

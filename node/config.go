@@ -62,6 +62,8 @@ type Config struct {
 	Membership membership.Config
 	// Transfer tunes the transfer service.
 	Transfer transfer.Config
+	// Replication makes the node a storer of replicas and tunes repairs.
+	Replication ReplicationConfig
 	// Libp2pOptions are appended to the host's options (they win).
 	Libp2pOptions []libp2p.Option
 	// Logger receives the node's logs. Default: discard.

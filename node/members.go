@@ -66,6 +66,12 @@ func (n *Node) meta() membership.Meta {
 	if free, ok := freeStorage(n.cfg.Home); ok {
 		m.FreeStorage = free
 	}
+	if rc := n.cfg.Replication; rc.Storer {
+		m.Storer = true
+		m.StoreUsed = uint64(max(n.storeUsed(), 0))
+		m.StoreQuota = uint64(max(rc.Quota, 0))
+		m.StoreFull = n.repl.storeFull()
+	}
 	return m
 }
 
@@ -78,13 +84,36 @@ func (n *Node) refreshMeta() {
 
 // watchMembers tells the transfer service at once when a member is
 // declared dead or leaves, so fetches re-assign its chunks without waiting
-// for timeouts.
+// for timeouts; pulls the catalog of a member that comes back; and asks
+// the replicator to check placement.
 func (n *Node) watchMembers(events <-chan membership.Event) {
 	for e := range events {
 		if e.Member.State == membership.Dead || e.Member.State == membership.Left {
 			n.xfer.PeerGone(e.Member.ID)
 		}
+		if e.Member.State == membership.Alive && (e.Prev == membership.Dead || e.Prev == membership.Left) {
+			// Back after a crash or a partition: what it announced
+			// meanwhile did not reach this side.
+			n.syncCatalogSoon(e.Member.ID)
+		}
+		if e.Member.State != e.Prev || e.Member.Meta.Storer {
+			n.repl.poke()
+		}
 	}
+}
+
+// syncCatalogSoon pulls p's catalog in the background.
+func (n *Node) syncCatalogSoon(p peer.ID) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+		defer cancel()
+		if err := n.cat.Sync(ctx, p); err != nil && n.ctx.Err() == nil {
+			n.log.Debug("catalog sync with a returning member", "peer", p, "err", err)
+		}
+		n.repl.poke()
+	}()
 }
 
 // joinMembers pushes and pulls the member view with peers in the

@@ -69,11 +69,14 @@ type Node struct {
 	mdns      interface{ Close() error } // nil unless Config.MDNS
 
 	running atomic.Bool // New has finished
+	closing atomic.Bool // Close has begun: failures of work it stops are not news
 	private bool        // a swarm key keeps the network private
 	psk     pnet.PSK
 
 	storeMu sync.Mutex
 	stores  map[string]*storeFetch // fetches into the store, by root (open.go)
+
+	repl *replicator // replicas placed here (replicate.go)
 }
 
 // New starts a node: it opens (or creates) the home, listens, joins the
@@ -85,6 +88,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	n = &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), stores: make(map[string]*storeFetch)}
+	n.repl = newReplicator(n)
 	// One clean-up path: what each step started is stopped, in reverse,
 	// when a later one fails.
 	var undo []func() error
@@ -115,6 +119,11 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n.join(ctx)
 	n.serveRecorded()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.repl.run()
+	}()
 	n.log.Info("node started", "peer", n.h.ID(), "addrs", n.Addrs())
 	return n, nil
 }
@@ -193,6 +202,9 @@ func (n *Node) openHome() (func() error, error) {
 	}
 	acls, err := access.NewACL(db, catalog.MaxAllow, n.log)
 	if err != nil {
+		return fail(err)
+	}
+	if err := initReplicas(db); err != nil {
 		return fail(err)
 	}
 	n.key, n.db, n.psk, n.private, n.acls = key, db, psk, psk != nil, acls
@@ -427,6 +439,7 @@ func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *access.Gater) (hos
 // checkpointed and resume on the next start. It may be called twice.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.closing.Store(true)
 		// Leave first, while the host can still say so.
 		errs := []error{n.members.Close()}
 		n.access.stop()
@@ -537,6 +550,9 @@ type ShareOptions struct {
 	// is told of each (its path in the share and what it is).
 	SkipSpecial bool
 	Skipped     func(path, kind string)
+	// Replicas asks the network's storers to keep this many copies (see
+	// Pin); 0 asks for none.
+	Replicas int
 	// Times records modification times of files and directories, which
 	// fetches then restore. The root differs from the same content shared
 	// without times (or with other times).
@@ -557,6 +573,9 @@ func (n *Node) Share(ctx context.Context, path string, opts ShareOptions) (cid.C
 	if err != nil {
 		return cid.Undef, err
 	}
+	if opts.Replicas < 0 || opts.Replicas > catalog.MaxReplicas {
+		return cid.Undef, fmt.Errorf("node: share: %d replicas; from 0 to %d", opts.Replicas, catalog.MaxReplicas)
+	}
 	if _, err := os.Stat(path); err != nil {
 		return cid.Undef, fmt.Errorf("node: share: %w", err)
 	}
@@ -576,9 +595,15 @@ func (n *Node) Share(ctx context.Context, path string, opts ShareOptions) (cid.C
 	if err != nil {
 		return cid.Undef, fmt.Errorf("node: share %s: %w", path, err)
 	}
+	if opts.Replicas > 0 {
+		if err := n.updateReplicaRec(rec.Root, func(r *replicaRec) { r.Pin = opts.Replicas }); err != nil {
+			return cid.Undef, err
+		}
+	}
 	n.announce(ctx, rec.Root, rec.Name, rec.Size, int64(rec.Files))
 	n.provide(rec.Root)
 	n.refreshMeta()
+	n.repl.poke()
 	return rec.Root, nil
 }
 
@@ -586,7 +611,7 @@ func (n *Node) announce(ctx context.Context, root cid.Cid, name string, size, fi
 	if n.access.closed() && n.needRole(auth.RolePublisher) != nil {
 		return // others would reject it; the DHT still finds this holder
 	}
-	e := catalog.Entry{Root: root, Name: name, Size: size, Files: files}
+	e := catalog.Entry{Root: root, Name: name, Size: size, Files: files, Replicas: n.replicaRec(root).Pin}
 	if lists := n.acls.Lists(root); len(lists) > 0 {
 		e.Allow = lists[0]
 	}
@@ -610,7 +635,9 @@ func (n *Node) provide(root cid.Cid) {
 
 // Unshare stops serving root, withdraws it from the catalog and stops
 // providing it. Files on disk are left alone, except in the node's store
-// (see Open): content there, complete or still arriving, is deleted.
+// (see Open): content there, complete or still arriving, is deleted. A
+// replica request of this node's (Pin, ShareOptions.Replicas) stays:
+// Unpin withdraws it.
 func (n *Node) Unshare(ctx context.Context, root cid.Cid) error {
 	stopped := n.stopStoreFetch(root)
 	var path string
@@ -632,10 +659,11 @@ func (n *Node) Unshare(ctx context.Context, root cid.Cid) error {
 			return fmt.Errorf("node: unshare: %w", err)
 		}
 	}
-	n.dht.Unprovide(root)
-	if err := n.cat.Withdraw(ctx, root); err != nil {
-		n.log.Warn("withdraw", "root", root, "err", err)
+	if err := n.updateReplicaRec(root, func(r *replicaRec) { r.Replica = false }); err != nil {
+		return err
 	}
+	n.dht.Unprovide(root)
+	n.withdrawHolding(ctx, root) // a replica request of this node's stays
 	n.refreshMeta()
 	return nil
 }

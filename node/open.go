@@ -123,7 +123,7 @@ func (n *Node) ensureReadable(root cid.Cid) (*storeFetch, error) {
 		defer close(sf.done)
 		defer cancel()
 		_, sf.err = wait()
-		if sf.err != nil && ctx.Err() == nil {
+		if sf.err != nil && ctx.Err() == nil && !n.closing.Load() {
 			n.log.Warn("fetch into the store failed", "root", root, "err", sf.err)
 		}
 	}()

@@ -430,6 +430,18 @@ func (c *Catalog) Holders(root cid.Cid) []peer.ID {
 	return out
 }
 
+// Latest returns the newest standing announcement of root by any
+// publisher.
+func (c *Catalog) Latest(root cid.Cid) (Entry, bool) {
+	var out Entry
+	for _, e := range c.current(root) {
+		if e.Time.After(out.Time) {
+			out = e
+		}
+	}
+	return out, out.Root.Defined()
+}
+
 // current returns the announcements of root that stand: not withdrawn, and
 // from publishers still admitted.
 func (c *Catalog) current(root cid.Cid) []Entry {

@@ -1,0 +1,641 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/shoalnet/shoal/node/catalog"
+	"github.com/shoalnet/shoal/node/membership"
+	"github.com/shoalnet/shoal/node/replica"
+	"github.com/shoalnet/shoal/transfer"
+)
+
+// Replication: publishers ask for N copies of a root (share --replicas,
+// pin); every node computes the same placement from its own membership
+// view (rendezvous hashing over the live members that store replicas) and
+// the ones placed fetch the root into their store. No node coordinates:
+// a holder that dies drops out of every view, and the next member in the
+// order fetches the root; a holder that comes back makes the last one
+// surplus, which releases its copy after a grace period, once every
+// placed member holds the root.
+
+// ErrNotPinned: the root has no replica request from this node.
+var ErrNotPinned = errors.New("node: not pinned here")
+
+// ErrUnknownRoot: no peer announced the root.
+var ErrUnknownRoot = errors.New("node: no peer announced this root")
+
+// replicaBucket holds, per root, this node's replica request and whether
+// its store copy is a replica (json replicaRec).
+var replicaBucket = []byte("replicas")
+
+type replicaRec struct {
+	// Pin is the number of copies this node asks for (0: none).
+	Pin int `json:"pin,omitempty"`
+	// Replica: the store copy was fetched as a replica (it is released
+	// when no longer placed here, and is not counted as a user's read).
+	Replica bool `json:"replica,omitempty"`
+}
+
+// ReplicationConfig tunes replication.
+type ReplicationConfig struct {
+	// Storer makes this node keep replicas for the network.
+	Storer bool
+	// Quota caps the bytes of the store (replicas and content fetched
+	// for reading); 0: no cap but the disk. A replica that does not fit
+	// is refused, and the member metadata says the store is full.
+	Quota int64
+	// Grace is how long a copy no longer placed here is kept before it is
+	// released (it is released only once every placed member holds the
+	// root). Default 10m.
+	Grace time.Duration
+	// Repairs is how many roots this node fetches as replicas at once,
+	// the most urgent (fewest live copies) first. Default 2.
+	Repairs int
+	// Interval is how often placement is checked when nothing changes.
+	// Default 5s.
+	Interval time.Duration
+}
+
+func (c ReplicationConfig) withDefaults() ReplicationConfig {
+	if c.Grace <= 0 {
+		c.Grace = 10 * time.Minute
+	}
+	if c.Repairs <= 0 {
+		c.Repairs = 2
+	}
+	if c.Interval <= 0 {
+		c.Interval = 5 * time.Second
+	}
+	return c
+}
+
+// replicator keeps this node's part of the placement.
+type replicator struct {
+	n   *Node
+	cfg ReplicationConfig
+
+	mu        sync.Mutex
+	repairing map[string]*repairJob // roots being fetched as replicas
+	surplus   map[string]time.Time  // roots held here but placed elsewhere, since
+	full      bool                  // a replica was refused for lack of room
+	fullAt    int64                 // store bytes when it was
+	wake      chan struct{}
+}
+
+type repairJob struct {
+	root    cid.Cid
+	started time.Time
+	copies  int // live copies when it started
+}
+
+func newReplicator(n *Node) *replicator {
+	return &replicator{n: n, cfg: n.cfg.Replication.withDefaults(),
+		repairing: make(map[string]*repairJob), surplus: make(map[string]time.Time), wake: make(chan struct{}, 1)}
+}
+
+// poke asks for a placement check now.
+func (r *replicator) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run checks placement whenever the catalog or the membership changes,
+// and every Interval, until the node closes.
+func (r *replicator) run() {
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	for {
+		r.reconcile()
+		select {
+		case <-r.n.ctx.Done():
+			return
+		case <-r.n.cat.Changed():
+		case <-r.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// storers returns the live members that keep replicas, with their
+// metadata (this node's own as it is now).
+func (r *replicator) storers() map[peer.ID]membership.Meta {
+	out := make(map[peer.ID]membership.Meta)
+	self := r.n.h.ID()
+	for _, m := range r.n.members.Members() {
+		if m.ID == self {
+			continue
+		}
+		if (m.State == membership.Alive || m.State == membership.Suspect) && m.Meta.Storer {
+			out[m.ID] = m.Meta
+		}
+	}
+	if r.cfg.Storer {
+		out[self] = r.n.meta()
+	}
+	return out
+}
+
+// live returns the members alive or suspect now, this node included.
+func (r *replicator) live() map[peer.ID]bool {
+	out := map[peer.ID]bool{r.n.h.ID(): true}
+	for _, m := range r.n.members.Members() {
+		if m.State == membership.Alive || m.State == membership.Suspect {
+			out[m.ID] = true
+		}
+	}
+	return out
+}
+
+// plan is the placement of one wanted root as this node sees it.
+type plan struct {
+	want      catalog.Want
+	placed    []peer.ID // who should hold it, best first
+	holders   []peer.ID // live members that announced a complete copy
+	liveCopy  int       // live storers holding it
+	selfPlace bool
+}
+
+func (r *replicator) plan(w catalog.Want, storers map[peer.ID]membership.Meta, live map[peer.ID]bool) plan {
+	p := plan{want: w}
+	holds := make(map[peer.ID]bool)
+	for _, h := range r.n.cat.Holders(w.Root) {
+		if live[h] {
+			holds[h] = true
+			p.holders = append(p.holders, h)
+		}
+	}
+	if r.n.xfer.Held(w.Root) && !holds[r.n.h.ID()] {
+		holds[r.n.h.ID()] = true
+		p.holders = append(p.holders, r.n.h.ID())
+	}
+	cands := make([]replica.Candidate, 0, len(storers))
+	for id, m := range storers {
+		cands = append(cands, replica.Candidate{ID: id, Full: m.StoreFull, Holds: holds[id]})
+		if holds[id] {
+			p.liveCopy++
+		}
+	}
+	p.placed = replica.Place(w.Root, cands, w.Replicas)
+	p.selfPlace = slices.Contains(p.placed, r.n.h.ID())
+	return p
+}
+
+// reconcile starts the repairs placed here (most urgent first, at most
+// Repairs at once) and releases surplus copies whose grace has passed.
+func (r *replicator) reconcile() {
+	if r.n.ctx.Err() != nil {
+		return
+	}
+	storers, live := r.storers(), r.live()
+	wants := r.n.cat.Wants()
+	wanted := make(map[string]bool, len(wants))
+	var todo []plan
+	now := time.Now()
+	for _, w := range wants {
+		k := w.Root.KeyString()
+		wanted[k] = true
+		p := r.plan(w, storers, live)
+		held := r.n.xfer.Held(w.Root)
+		switch {
+		case p.selfPlace && !held:
+			r.clearSurplus(k)
+			if r.cfg.Storer {
+				todo = append(todo, p)
+			}
+		case p.selfPlace:
+			r.clearSurplus(k)
+		case held && r.isReplica(w.Root):
+			since := r.markSurplus(k, now)
+			if now.Sub(since) >= r.cfg.Grace && allHold(p.placed, p.holders) && len(p.placed) >= w.Replicas {
+				r.release(w.Root, "placed on other members, which hold it")
+			}
+		}
+	}
+	// Replicas nobody asks for any more go after the grace period.
+	for _, root := range r.replicaRoots() {
+		k := root.KeyString()
+		if wanted[k] || !r.n.xfer.Held(root) {
+			continue
+		}
+		if since := r.markSurplus(k, now); now.Sub(since) >= r.cfg.Grace {
+			r.release(root, "no longer asked for")
+		}
+	}
+	slices.SortStableFunc(todo, func(a, b plan) int { return a.liveCopy - b.liveCopy })
+	for _, p := range todo {
+		if !r.startRepair(p) {
+			break
+		}
+	}
+}
+
+func allHold(placed, holders []peer.ID) bool {
+	for _, p := range placed {
+		if !slices.Contains(holders, p) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *replicator) markSurplus(k string, now time.Time) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	since, ok := r.surplus[k]
+	if !ok {
+		r.surplus[k] = now
+		return now
+	}
+	return since
+}
+
+func (r *replicator) clearSurplus(k string) {
+	r.mu.Lock()
+	delete(r.surplus, k)
+	r.mu.Unlock()
+}
+
+// startRepair fetches p's root into the store unless Repairs fetches run
+// already (it then reports false) or it runs already. A root that does not
+// fit in the quota is refused, and the store is said to be full.
+func (r *replicator) startRepair(p plan) bool {
+	k := p.want.Root.KeyString()
+	r.mu.Lock()
+	if r.repairing[k] != nil {
+		r.mu.Unlock()
+		return true
+	}
+	if len(r.repairing) >= r.cfg.Repairs {
+		r.mu.Unlock()
+		return false
+	}
+	used := r.n.storeUsed()
+	if q := r.cfg.Quota; q > 0 && used+p.want.Size > q {
+		already := r.full
+		r.full, r.fullAt = true, used
+		r.mu.Unlock()
+		if !already {
+			r.n.log.Warn("store full: replica refused", "root", p.want.Root, "size", p.want.Size, "used", used, "quota", q)
+			r.n.refreshMeta()
+		}
+		return true
+	}
+	job := &repairJob{root: p.want.Root, started: time.Now(), copies: p.liveCopy}
+	r.repairing[k] = job
+	r.mu.Unlock()
+	if err := r.setReplica(p.want.Root, true); err != nil {
+		r.n.log.Warn("record a replica", "root", p.want.Root, "err", err)
+	}
+	r.n.log.Info("fetching a replica", "root", p.want.Root, "live_copies", p.liveCopy, "wanted", p.want.Replicas)
+	sf, err := r.n.ensureReadable(p.want.Root)
+	if err != nil || sf == nil {
+		r.finish(k, job, err)
+		return true
+	}
+	r.n.wg.Add(1)
+	go func() {
+		defer r.n.wg.Done()
+		<-sf.done
+		r.finish(k, job, sf.err)
+	}()
+	return true
+}
+
+func (r *replicator) finish(k string, job *repairJob, err error) {
+	r.mu.Lock()
+	delete(r.repairing, k)
+	r.mu.Unlock()
+	switch {
+	case err != nil && !r.n.closing.Load():
+		r.n.log.Warn("replica fetch failed; will retry", "root", job.root, "err", err)
+	case err == nil:
+		r.n.log.Info("replica held", "root", job.root, "took", time.Since(job.started).Round(time.Millisecond))
+	}
+	r.poke()
+}
+
+// release drops this node's replica of root: it stops serving and
+// providing it and deletes it from the store.
+func (r *replicator) release(root cid.Cid, why string) {
+	r.clearSurplus(root.KeyString())
+	r.n.log.Info("replica released", "root", root, "why", why)
+	if err := r.n.dropStoreCopy(r.n.ctx, root); err != nil && !r.n.closing.Load() {
+		r.n.log.Warn("release a replica", "root", root, "err", err)
+	}
+	r.mu.Lock()
+	if r.full && r.n.storeUsed() < r.fullAt {
+		r.full = false
+	}
+	r.mu.Unlock()
+}
+
+// storeFull reports whether the store refused a replica and has not freed
+// room since.
+func (r *replicator) storeFull() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.full && r.n.storeUsed() < r.fullAt {
+		r.full = false
+	}
+	return r.full
+}
+
+// repairs returns the roots being fetched as replicas here.
+func (r *replicator) repairs() map[string]repairJob {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]repairJob, len(r.repairing))
+	for k, j := range r.repairing {
+		out[k] = *j
+	}
+	return out
+}
+
+// State kept per root.
+
+func (n *Node) replicaRec(root cid.Cid) replicaRec {
+	var rec replicaRec
+	_ = n.db.View(func(tx *bolt.Tx) error {
+		if data := tx.Bucket(replicaBucket).Get(root.Bytes()); data != nil {
+			return json.Unmarshal(data, &rec)
+		}
+		return nil
+	})
+	return rec
+}
+
+func (n *Node) updateReplicaRec(root cid.Cid, edit func(*replicaRec)) error {
+	return n.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(replicaBucket)
+		var rec replicaRec
+		if data := b.Get(root.Bytes()); data != nil {
+			if err := json.Unmarshal(data, &rec); err != nil {
+				return fmt.Errorf("node: replica record of %s: %w", root, err)
+			}
+		}
+		edit(&rec)
+		if rec == (replicaRec{}) {
+			return b.Delete(root.Bytes())
+		}
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		return b.Put(root.Bytes(), data)
+	})
+}
+
+func (r *replicator) isReplica(root cid.Cid) bool { return r.n.replicaRec(root).Replica }
+
+func (r *replicator) setReplica(root cid.Cid, v bool) error {
+	return r.n.updateReplicaRec(root, func(rec *replicaRec) { rec.Replica = v })
+}
+
+// replicaRoots lists the roots whose store copy is a replica.
+func (r *replicator) replicaRoots() []cid.Cid {
+	var out []cid.Cid
+	_ = r.n.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(replicaBucket).ForEach(func(k, v []byte) error {
+			var rec replicaRec
+			if json.Unmarshal(v, &rec) != nil || !rec.Replica {
+				return nil
+			}
+			if c, err := cid.Cast(k); err == nil {
+				out = append(out, c)
+			}
+			return nil
+		})
+	})
+	return out
+}
+
+func initReplicas(db *bolt.DB) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(replicaBucket)
+		return err
+	})
+}
+
+// storeUsed is the bytes of the store: content held there and fetches
+// into it in progress (counted whole).
+func (n *Node) storeUsed() int64 {
+	var used int64
+	seen := make(map[string]bool)
+	for _, s := range n.xfer.Shares() {
+		if n.inStore(s.Path) {
+			used += s.Size
+			seen[s.Root.KeyString()] = true
+		}
+	}
+	n.storeMu.Lock()
+	fetching := make(map[string]bool, len(n.stores))
+	for k := range n.stores {
+		fetching[k] = true
+	}
+	n.storeMu.Unlock()
+	for _, f := range n.xfer.Fetches() {
+		if k := f.Root.KeyString(); fetching[k] && !seen[k] {
+			used += f.Total
+			seen[k] = true
+		}
+	}
+	return used
+}
+
+// heldShare returns root's share record if root is served here in full.
+func (n *Node) heldShare(root cid.Cid) (transfer.ShareInfo, bool) {
+	if !n.xfer.Held(root) {
+		return transfer.ShareInfo{}, false
+	}
+	for _, s := range n.xfer.Shares() {
+		if s.Root.Equals(root) {
+			return s, true
+		}
+	}
+	return transfer.ShareInfo{}, false
+}
+
+// dropStoreCopy stops serving root's store copy, deletes it and withdraws
+// this node as a holder (a replica request of this node's stays).
+func (n *Node) dropStoreCopy(ctx context.Context, root cid.Cid) error {
+	stopped := n.stopStoreFetch(root)
+	var path string
+	for _, sh := range n.xfer.Shares() {
+		if sh.Root.Equals(root) && n.inStore(sh.Path) {
+			path = sh.Path
+		}
+	}
+	if path == "" && !stopped {
+		return nil
+	}
+	if path != "" {
+		if err := n.xfer.Unshare(root); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(path); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+	} else if err := n.xfer.Discard(root, filepath.Join(n.cfg.Home, StoreDir, root.String())); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if err := n.updateReplicaRec(root, func(rec *replicaRec) { rec.Replica = false }); err != nil {
+		return err
+	}
+	n.dht.Unprovide(root)
+	n.withdrawHolding(ctx, root)
+	n.refreshMeta()
+	return nil
+}
+
+// withdrawHolding tells the network this node no longer holds root: its
+// pin, if any, is announced again as a request only.
+func (n *Node) withdrawHolding(ctx context.Context, root cid.Cid) {
+	if pin := n.replicaRec(root).Pin; pin > 0 {
+		w := n.cat.WantOf(root)
+		n.announcePin(ctx, root, w.Name, w.Size, pin)
+		return
+	}
+	if err := n.cat.Withdraw(ctx, root); err != nil && n.ctx.Err() == nil {
+		n.log.Warn("withdraw", "root", root, "err", err)
+	}
+}
+
+func (n *Node) announcePin(ctx context.Context, root cid.Cid, name string, size int64, replicas int) {
+	e := catalog.Entry{Root: root, Name: name, Size: size, Replicas: replicas, NotHeld: true}
+	if err := n.cat.Announce(ctx, e); err != nil {
+		n.log.Warn("announce a replica request", "root", root, "err", err)
+	}
+}
+
+// Pin asks the network to keep replicas copies of root, which some peer
+// has announced: the storers placed for it fetch it. This node need not
+// hold it. Pinning again changes the count.
+func (n *Node) Pin(ctx context.Context, root cid.Cid, replicas int) error {
+	if err := CheckRoot(root); err != nil {
+		return err
+	}
+	if replicas < 1 || replicas > catalog.MaxReplicas {
+		return fmt.Errorf("node: pin: %d replicas; from 1 to %d", replicas, catalog.MaxReplicas)
+	}
+	if err := n.updateReplicaRec(root, func(rec *replicaRec) { rec.Pin = replicas }); err != nil {
+		return err
+	}
+	if sh, ok := n.heldShare(root); ok {
+		n.announce(ctx, root, sh.Name, sh.Size, int64(sh.Files))
+	} else {
+		e, ok := n.cat.Latest(root)
+		if !ok {
+			n.updateReplicaRec(root, func(rec *replicaRec) { rec.Pin = 0 })
+			return fmt.Errorf("%w: %s (pin content some peer shares; share it first)", ErrUnknownRoot, root)
+		}
+		n.announcePin(ctx, root, e.Name, e.Size, replicas)
+	}
+	n.repl.poke()
+	return nil
+}
+
+// Unpin withdraws this node's replica request for root. The replicas are
+// released after the grace period unless another peer asks for them.
+func (n *Node) Unpin(ctx context.Context, root cid.Cid) error {
+	if err := CheckRoot(root); err != nil {
+		return err
+	}
+	if n.replicaRec(root).Pin == 0 {
+		return fmt.Errorf("%w: %s", ErrNotPinned, root)
+	}
+	if err := n.updateReplicaRec(root, func(rec *replicaRec) { rec.Pin = 0 }); err != nil {
+		return err
+	}
+	if sh, ok := n.heldShare(root); ok {
+		n.announce(ctx, root, sh.Name, sh.Size, int64(sh.Files))
+	} else if err := n.cat.Withdraw(ctx, root); err != nil {
+		n.log.Warn("withdraw", "root", root, "err", err)
+	}
+	n.repl.poke()
+	return nil
+}
+
+// ReplicaHolder is one member placed for a root.
+type ReplicaHolder struct {
+	ID    peer.ID          `json:"id"`
+	Name  string           `json:"name,omitempty"`
+	State membership.State `json:"state"`
+	Holds bool             `json:"holds"` // announced a complete copy
+}
+
+// ReplicaStatus is what the network holds of a root, as this node sees it.
+type ReplicaStatus struct {
+	Root    cid.Cid         `json:"root"`
+	Name    string          `json:"name,omitempty"`
+	Size    int64           `json:"size"`
+	Wanted  int             `json:"wanted"`
+	Pinned  int             `json:"pinned_here,omitempty"` // this node's request
+	Live    int             `json:"live_copies"`           // live storers holding it
+	Holders []peer.ID       `json:"holders"`               // every live member that announced a copy
+	Placed  []ReplicaHolder `json:"placed"`                // who should hold it, best first
+	// Repairing: placed members that do not hold it yet (fetching it, or
+	// about to).
+	Repairing []peer.ID `json:"repairing,omitempty"`
+	// RepairHere is set while this node fetches it as a replica.
+	RepairHere *time.Time `json:"repair_here_since,omitempty"`
+}
+
+// Replicas returns what the network holds of root and who should.
+func (n *Node) Replicas(root cid.Cid) (ReplicaStatus, error) {
+	if err := CheckRoot(root); err != nil {
+		return ReplicaStatus{}, err
+	}
+	r := n.repl
+	w := n.cat.WantOf(root)
+	p := r.plan(w, r.storers(), r.live())
+	return n.replicaStatus(p), nil
+}
+
+// UnderReplicated lists the wanted roots with fewer live copies than
+// asked.
+func (n *Node) UnderReplicated() []ReplicaStatus {
+	r := n.repl
+	storers, live := r.storers(), r.live()
+	var out []ReplicaStatus
+	for _, w := range n.cat.Wants() {
+		if p := r.plan(w, storers, live); p.liveCopy < w.Replicas {
+			out = append(out, n.replicaStatus(p))
+		}
+	}
+	return out
+}
+
+func (n *Node) replicaStatus(p plan) ReplicaStatus {
+	st := ReplicaStatus{Root: p.want.Root, Name: p.want.Name, Size: p.want.Size, Wanted: p.want.Replicas,
+		Pinned: n.replicaRec(p.want.Root).Pin, Live: p.liveCopy, Holders: p.holders}
+	states := make(map[peer.ID]membership.Member)
+	for _, m := range n.members.Members() {
+		states[m.ID] = m
+	}
+	for _, id := range p.placed {
+		m := states[id]
+		h := ReplicaHolder{ID: id, Name: m.Meta.Name, State: m.State, Holds: slices.Contains(p.holders, id)}
+		st.Placed = append(st.Placed, h)
+		if !h.Holds {
+			st.Repairing = append(st.Repairing, id)
+		}
+	}
+	if j, ok := n.repl.repairs()[p.want.Root.KeyString()]; ok {
+		st.RepairHere = &j.started
+	}
+	return st
+}
