@@ -574,7 +574,7 @@ func (n *Node) Share(ctx context.Context, path string, opts ShareOptions) (cid.C
 		return cid.Undef, err
 	}
 	if opts.Replicas < 0 || opts.Replicas > catalog.MaxReplicas {
-		return cid.Undef, fmt.Errorf("node: share: %d replicas; from 0 to %d", opts.Replicas, catalog.MaxReplicas)
+		return cid.Undef, fmt.Errorf("%w: share: %d replicas; from 0 to %d", ErrBadArgument, opts.Replicas, catalog.MaxReplicas)
 	}
 	if _, err := os.Stat(path); err != nil {
 		return cid.Undef, fmt.Errorf("node: share: %w", err)

@@ -33,6 +33,9 @@ import (
 // ErrNotPinned: the root has no replica request from this node.
 var ErrNotPinned = errors.New("node: not pinned here")
 
+// ErrBadArgument: an argument of a call is out of range.
+var ErrBadArgument = errors.New("node: bad argument")
+
 // ErrUnknownRoot: no peer announced the root.
 var ErrUnknownRoot = errors.New("node: no peer announced this root")
 
@@ -285,6 +288,15 @@ func (r *replicator) startRepair(p plan) bool {
 	}
 	used := r.n.storeUsed()
 	if q := r.cfg.Quota; q > 0 && used+p.want.Size > q {
+		// Copies kept for reading make room for replicas first.
+		r.mu.Unlock()
+		if c, err := r.n.CollectGarbage(r.n.ctx); err == nil && len(c.Roots) > 0 {
+			r.n.log.Info("store collected to make room for a replica", "root", p.want.Root, "freed", c.Bytes)
+		}
+		r.mu.Lock()
+		used = r.n.storeUsed()
+	}
+	if q := r.cfg.Quota; q > 0 && used+p.want.Size > q {
 		already := r.full
 		r.full, r.fullAt = true, used
 		r.mu.Unlock()
@@ -529,7 +541,7 @@ func (n *Node) Pin(ctx context.Context, root cid.Cid, replicas int) error {
 		return err
 	}
 	if replicas < 1 || replicas > catalog.MaxReplicas {
-		return fmt.Errorf("node: pin: %d replicas; from 1 to %d", replicas, catalog.MaxReplicas)
+		return fmt.Errorf("%w: pin: %d replicas; from 1 to %d", ErrBadArgument, replicas, catalog.MaxReplicas)
 	}
 	if err := n.updateReplicaRec(root, func(rec *replicaRec) { rec.Pin = replicas }); err != nil {
 		return err
@@ -638,4 +650,63 @@ func (n *Node) replicaStatus(p plan) ReplicaStatus {
 		st.RepairHere = &j.started
 	}
 	return st
+}
+
+// StoreStatus describes this node's store.
+type StoreStatus struct {
+	Storer bool  `json:"storer"`
+	Used   int64 `json:"used"`
+	Quota  int64 `json:"quota,omitempty"`
+	Full   bool  `json:"full,omitempty"`
+	// Replicas is the number of roots held here as replicas.
+	Replicas int `json:"replicas"`
+	// Repairs are the replicas being fetched here now.
+	Repairs []cid.Cid `json:"repairs,omitempty"`
+}
+
+// Store returns the state of this node's store.
+func (n *Node) Store() StoreStatus {
+	st := StoreStatus{Storer: n.cfg.Replication.Storer, Used: n.storeUsed(), Quota: n.cfg.Replication.Quota, Full: n.repl.storeFull()}
+	for _, root := range n.repl.replicaRoots() {
+		if n.xfer.Held(root) {
+			st.Replicas++
+		}
+	}
+	for _, j := range n.repl.repairs() {
+		st.Repairs = append(st.Repairs, j.root)
+	}
+	return st
+}
+
+// Collected is what CollectGarbage deleted.
+type Collected struct {
+	Roots []cid.Cid `json:"roots"`
+	Bytes int64     `json:"bytes"`
+}
+
+// CollectGarbage deletes from the store the content that is neither a
+// replica placed here nor pinned by this node: copies fetched for reading
+// (Open, the gateway, `shoal cat`). Files shared in place and fetches to
+// a user's path are never touched. Readers of a collected root fail.
+func (n *Node) CollectGarbage(ctx context.Context) (Collected, error) {
+	var out Collected
+	for _, sh := range n.xfer.Shares() {
+		if !n.inStore(sh.Path) {
+			continue
+		}
+		rec := n.replicaRec(sh.Root)
+		if rec.Replica || rec.Pin > 0 {
+			continue
+		}
+		if err := n.dropStoreCopy(ctx, sh.Root); err != nil {
+			return out, err
+		}
+		out.Roots = append(out.Roots, sh.Root)
+		out.Bytes += sh.Size
+	}
+	if len(out.Roots) > 0 {
+		n.log.Info("store collected", "roots", len(out.Roots), "bytes", out.Bytes)
+		n.repl.poke()
+	}
+	return out, nil
 }

@@ -102,6 +102,7 @@ func shareCommand() *cli.Command {
 				"repeatable; peers that fetch it keep the limits; others get \"denied\" and no byte of it"},
 			&cli.BoolFlag{Name: "skip-special", Usage: "leave symbolic links, devices, sockets and named pipes out of a directory " +
 				"(each is named on stderr) instead of refusing it"},
+			&cli.IntFlag{Name: "replicas", Usage: "ask the network's storers to keep this many copies (see shoal pin)"},
 			&cli.BoolFlag{Name: "preserve-times", Usage: "record modification times of files and directories so that fetches restore them; " +
 				"the root then differs from the same content shared without them"},
 		},
@@ -119,7 +120,7 @@ func shareCommand() *cli.Command {
 			done, err := cl.Share(c.Context, api.ShareRequest{
 				Path: c.Args().First(), ChunkSize: c.Int64("chunk-size"), SHA256: c.Bool("sha256"),
 				Allow: c.StringSlice("allow"), SkipSpecial: c.Bool("skip-special"),
-				Times: c.Bool("preserve-times"),
+				Times: c.Bool("preserve-times"), Replicas: c.Int("replicas"),
 			}, rep.update, func(path, kind string) {
 				skipped++
 				fmt.Fprintf(c.App.ErrWriter, "left out: %s (%s)\n", path, kind)
@@ -296,6 +297,25 @@ func statusCommand() *cli.Command {
 			}
 			for _, f := range st.Fetches {
 				fmt.Fprintf(w, "fetching:     %s %s %s / %s\n", f.Root, f.Name, size(f.Bytes), size(f.Total))
+			}
+			if s := st.Store; s.Storer || s.Used > 0 {
+				quota := "no quota"
+				if s.Quota > 0 {
+					quota = "quota " + size(s.Quota)
+				}
+				role := "keeps replicas"
+				if !s.Storer {
+					role = "not a storer"
+				}
+				full := ""
+				if s.Full {
+					full = ", FULL: refuses new replicas"
+				}
+				fmt.Fprintf(w, "store:        %s used, %s, %s, %d replicas, %d being fetched%s\n",
+					size(s.Used), quota, role, s.Replicas, len(s.Repairs), full)
+			}
+			for _, u := range st.UnderReplicated {
+				fmt.Fprintf(w, "replicas:     %s %s: %d of %d live copies\n", u.Root, u.Name, u.Live, u.Wanted)
 			}
 			return nil
 		}),

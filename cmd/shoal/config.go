@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -35,18 +36,29 @@ type fileConfig struct {
 	APIListen   string   `toml:"api_listen"`
 	MaxUploads  int      `toml:"max_uploads"`
 	MaxFetches  int      `toml:"max_fetches"`
+	// Membership.
+	ProbeInterval string `toml:"probe_interval"`
+	// Replication.
+	Storer       bool   `toml:"storer"`
+	StoreQuota   string `toml:"store_quota"`
+	ReplicaGrace string `toml:"replica_grace"`
+	Repairs      int    `toml:"repairs"`
 }
 
 func defaultFileConfig(network string) fileConfig {
 	return fileConfig{
-		Network:     network,
-		Listen:      node.DefaultConfig().ListenAddrs,
-		Bootstrap:   []string{},
-		Admins:      []string{},
-		LogLevel:    "info",
-		FindTimeout: "30s",
-		MaxUploads:  node.DefaultConfig().Transfer.MaxUploads,
-		MaxFetches:  node.DefaultConfig().Transfer.MaxFetches,
+		Network:       network,
+		Listen:        node.DefaultConfig().ListenAddrs,
+		Bootstrap:     []string{},
+		Admins:        []string{},
+		LogLevel:      "info",
+		FindTimeout:   "30s",
+		MaxUploads:    node.DefaultConfig().Transfer.MaxUploads,
+		MaxFetches:    node.DefaultConfig().Transfer.MaxFetches,
+		ProbeInterval: "1s",
+		StoreQuota:    "0",
+		ReplicaGrace:  "10m",
+		Repairs:       2,
 	}
 }
 
@@ -68,6 +80,15 @@ const configHeader = `# shoal daemon configuration. Flags given to "shoal daemon
 # max_uploads   transfer streams served at once, all peers together; past it
 #               peers are told "busy" and come back later
 # max_fetches   fetches run at once; more wait for a slot
+# probe_interval  failure detection period: a crashed member is declared dead
+#               within about 10 periods (a few more in large networks)
+# storer        keep replicas for the network (share --replicas, shoal pin)
+# store_quota   most the store may hold (replicas and content kept for
+#               reading), such as 500GiB or 2TB; 0 is no quota but the disk;
+#               a replica that does not fit is refused and others take it
+# replica_grace how long a replica no longer placed here is kept before it is
+#               released (only once the members placed for it hold it)
+# repairs       replicas fetched at once, fewest live copies first
 
 `
 
@@ -171,6 +192,33 @@ func (c fileConfig) nodeConfig(home string) (node.Config, error) {
 		}
 		cfg.Admins = append(cfg.Admins, id)
 	}
+	if c.ProbeInterval != "" {
+		d, err := time.ParseDuration(c.ProbeInterval)
+		if err != nil || d < 10*time.Millisecond || d > time.Minute {
+			return cfg, fmt.Errorf("probe_interval %q: want a duration from 10ms to 1m, such as 1s", c.ProbeInterval)
+		}
+		cfg.Membership.ProbeInterval = d
+		cfg.Membership.ProbeTimeout = min(cfg.Membership.ProbeTimeout, d/2)
+	}
+	cfg.Replication.Storer = c.Storer
+	if c.StoreQuota != "" {
+		q, err := parseSize(c.StoreQuota)
+		if err != nil {
+			return cfg, fmt.Errorf("store_quota: %w", err)
+		}
+		cfg.Replication.Quota = q
+	}
+	if c.ReplicaGrace != "" {
+		d, err := time.ParseDuration(c.ReplicaGrace)
+		if err != nil || d < 0 {
+			return cfg, fmt.Errorf("replica_grace %q: want a duration such as 10m", c.ReplicaGrace)
+		}
+		cfg.Replication.Grace = d
+	}
+	if c.Repairs < 0 {
+		return cfg, fmt.Errorf("repairs %d is negative", c.Repairs)
+	}
+	cfg.Replication.Repairs = c.Repairs
 	if c.APIListen != "" {
 		if _, _, err := net.SplitHostPort(c.APIListen); err != nil {
 			return cfg, fmt.Errorf("api_listen %q: want host:port: %w", c.APIListen, err)
@@ -189,4 +237,37 @@ func parsePeers(addrs []string, what string) ([]peer.AddrInfo, error) {
 		out = append(out, *ai)
 	}
 	return out, nil
+}
+
+// parseSize parses a size in bytes: a whole number, optionally followed by
+// a unit: B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB
+// (powers of 1024), case-insensitive.
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("%q: want a size such as 500GiB, 2TB or 1048576", s)
+	}
+	units := map[string]int64{"": 1, "b": 1,
+		"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+	mult, ok := units[strings.ToLower(strings.TrimSpace(t[i:]))]
+	if !ok {
+		return 0, fmt.Errorf("%q: unknown unit (want B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)", s)
+	}
+	var n int64
+	for _, c := range t[:i] {
+		d := int64(c - '0')
+		if n > (math.MaxInt64-d)/10 {
+			return 0, fmt.Errorf("%q: too large", s)
+		}
+		n = n*10 + d
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q: too large", s)
+	}
+	return n * mult, nil
 }

@@ -38,6 +38,8 @@ func daemonCommand() *cli.Command {
 			&cli.BoolFlag{Name: "mdns", Usage: "find peers on the LAN by multicast DNS (config: mdns)"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (config: log_level, default info)"},
 			&cli.Int64Flag{Name: "upload-rate", Usage: "bytes per second sent to all peers together, 0 unlimited (config: upload_rate)"},
+			&cli.BoolFlag{Name: "storer", Usage: "keep replicas for the network (config: storer)"},
+			&cli.StringFlag{Name: "store-quota", Usage: "most the store may hold, such as 500GiB; 0 no quota but the disk (config: store_quota)"},
 			&cli.StringFlag{Name: "api-listen", Usage: "also serve the API and the content gateway over HTTP on host:port; " +
 				"requests must carry \"Authorization: Bearer <token>\" with the token in <home>/api.token (full control), " +
 				"or the one in <home>/api.read.token (GET only: status, members, content held here) (config: api_listen)"},
@@ -82,6 +84,12 @@ func runDaemon(c *cli.Context) error {
 	}
 	if c.IsSet("api-listen") {
 		fc.APIListen = c.String("api-listen")
+	}
+	if c.IsSet("storer") {
+		fc.Storer = c.Bool("storer")
+	}
+	if c.IsSet("store-quota") {
+		fc.StoreQuota = c.String("store-quota")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(orDefault(fc.LogLevel, "info"))); err != nil {

@@ -152,6 +152,44 @@ func (c *Client) Unshare(ctx context.Context, root string) error {
 	return nil
 }
 
+// Pin asks the network to keep replicas copies of root.
+func (c *Client) Pin(ctx context.Context, root string, replicas int) (node.ReplicaStatus, error) {
+	var st node.ReplicaStatus
+	resp, err := c.do(ctx, http.MethodPost, "/v1/pins", PinRequest{Root: root, Replicas: replicas})
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// Unpin withdraws the daemon's replica request for root.
+func (c *Client) Unpin(ctx context.Context, root string) error {
+	resp, err := c.do(ctx, http.MethodDelete, "/v1/pins/"+url.PathEscape(root), nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// Replicas returns what the network holds of root and who should.
+func (c *Client) Replicas(ctx context.Context, root string) (node.ReplicaStatus, error) {
+	var st node.ReplicaStatus
+	return st, c.get(ctx, "/v1/replicas/"+url.PathEscape(root), &st)
+}
+
+// CollectGarbage deletes store content kept only for reading.
+func (c *Client) CollectGarbage(ctx context.Context) (node.Collected, error) {
+	var out node.Collected
+	resp, err := c.do(ctx, http.MethodPost, "/v1/gc", nil)
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	return out, json.NewDecoder(resp.Body).Decode(&out)
+}
+
 // Connect makes the daemon dial a peer.
 func (c *Client) Connect(ctx context.Context, addr string) error {
 	resp, err := c.do(ctx, http.MethodPost, "/v1/connect", ConnectRequest{Addr: addr})

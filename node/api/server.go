@@ -46,6 +46,10 @@ func NewServer(n *node.Node, version string, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/fetch", s.fetch)
 	s.mux.HandleFunc("DELETE /v1/shares/{root}", s.unshare)
 	s.mux.HandleFunc("POST /v1/connect", s.connect)
+	s.mux.HandleFunc("POST /v1/pins", s.pin)
+	s.mux.HandleFunc("DELETE /v1/pins/{root}", s.unpin)
+	s.mux.HandleFunc("GET /v1/replicas/{root}", s.replicas)
+	s.mux.HandleFunc("POST /v1/gc", s.gc)
 	s.mux.HandleFunc("GET /v1/members", s.membersList)
 	s.mux.HandleFunc("GET /v1/members/watch", s.membersWatch)
 	s.mux.HandleFunc("POST /v1/token", s.addToken)
@@ -126,7 +130,93 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	for _, m := range s.n.Members() {
 		st.Members[m.State.String()]++
 	}
+	st.Store = s.n.Store()
+	st.UnderReplicated = s.n.UnderReplicated()
 	writeJSON(w, st)
+}
+
+// rootParam parses the {root} of a request's path.
+func rootParam(r *http.Request) (cid.Cid, error) {
+	root, err := cid.Decode(r.PathValue("root"))
+	if err != nil {
+		return cid.Undef, fmt.Errorf("%w: malformed CID %q: %v", ErrBadRequest, r.PathValue("root"), err)
+	}
+	return root, nil
+}
+
+func (s *Server) pin(w http.ResponseWriter, r *http.Request) {
+	var req PinRequest
+	if err := decode(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	root, err := cid.Decode(req.Root)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: malformed CID %q: %v", ErrBadRequest, req.Root, err))
+		return
+	}
+	if err := s.n.Pin(r.Context(), root, req.Replicas); err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	st, err := s.n.Replicas(root)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, st)
+}
+
+func (s *Server) unpin(w http.ResponseWriter, r *http.Request) {
+	root, err := rootParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := s.n.Unpin(r.Context(), root); err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, map[string]string{"root": root.String()})
+}
+
+func (s *Server) replicas(w http.ResponseWriter, r *http.Request) {
+	root, err := rootParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	st, err := s.n.Replicas(root)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, st)
+}
+
+func (s *Server) gc(w http.ResponseWriter, r *http.Request) {
+	c, err := s.n.CollectGarbage(r.Context())
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, c)
+}
+
+// statusOf is the HTTP status of an error of the node.
+func statusOf(err error) int {
+	switch codeOf(err) {
+	case CodeNotFound, CodeUnknownRoot, CodeNotPinned:
+		return http.StatusNotFound
+	case CodeBadRequest, CodeNotRoot:
+		return http.StatusBadRequest
+	case CodeForbidden, CodeDenied:
+		return http.StatusForbidden
+	}
+	if errors.Is(err, node.ErrBadArgument) {
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
 }
 
 func (s *Server) peers(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.n.Peers()) }
@@ -143,9 +233,9 @@ func (s *Server) catalog(w http.ResponseWriter, r *http.Request) {
 func (s *Server) shares(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.n.Shares()) }
 
 func (s *Server) unshare(w http.ResponseWriter, r *http.Request) {
-	root, err := cid.Decode(r.PathValue("root"))
+	root, err := rootParam(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: malformed CID %q: %v", ErrBadRequest, r.PathValue("root"), err))
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	if err := s.n.Unshare(r.Context(), root); err != nil {
@@ -271,7 +361,7 @@ func (s *Server) share(w http.ResponseWriter, r *http.Request) {
 	root, err := s.n.Share(r.Context(), req.Path, node.ShareOptions{
 		ChunkSize: req.ChunkSize, SHA256: req.SHA256, Allow: req.Allow,
 		Progress:    func(p manifest.BuildProgress) { st.send(Event{Type: "progress", Index: &p}) },
-		SkipSpecial: req.SkipSpecial, Times: req.Times,
+		SkipSpecial: req.SkipSpecial, Times: req.Times, Replicas: req.Replicas,
 		Skipped: func(path, kind string) { st.send(Event{Type: "skipped", Path: path, Kind: kind}) },
 	})
 	if err != nil {

@@ -32,6 +32,15 @@ type Status struct {
 	Members   map[string]int       `json:"members"` // count by state: alive, suspect, dead, left
 	Reachable string               `json:"reachability"`
 	Access    node.AccessStatus    `json:"access"`
+	Store     node.StoreStatus     `json:"store"`
+	// UnderReplicated lists the roots with fewer live copies than asked.
+	UnderReplicated []node.ReplicaStatus `json:"under_replicated,omitempty"`
+}
+
+// PinRequest asks the network to keep Replicas copies of Root.
+type PinRequest struct {
+	Root     string `json:"root"`
+	Replicas int    `json:"replicas"`
 }
 
 // TokenRequest carries a token in its text form (shoaltok1_...).
@@ -71,6 +80,8 @@ type ShareRequest struct {
 	// Times records modification times, which fetches restore (another
 	// root than without).
 	Times bool `json:"times,omitempty"`
+	// Replicas asks the network's storers to keep this many copies.
+	Replicas int `json:"replicas,omitempty"`
 }
 
 // FetchRequest asks the daemon to fetch a root to a path on its file
@@ -145,11 +156,16 @@ var errorCodes = []struct {
 	{CodeBadToken, auth.ErrRevoked},
 	{CodeBadToken, auth.ErrNoToken},
 	{CodeBadRequest, ErrBadRequest},
+	{CodeBadRequest, node.ErrBadArgument},
+	{CodeUnknownRoot, node.ErrUnknownRoot},
+	{CodeNotPinned, node.ErrNotPinned},
 }
 
 // Error codes.
 const (
 	CodeBadRequest  = "bad_request"
+	CodeUnknownRoot = "unknown_root"
+	CodeNotPinned   = "not_pinned"
 	CodeNotFound    = "not_found"
 	CodeExists      = "exists"
 	CodeNoProviders = "no_providers"
