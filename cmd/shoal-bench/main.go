@@ -5,6 +5,8 @@
 //	shoal-bench fetch [--size 1GiB] [--runs 3] [--warmup 1] [--dir DIR] [--discard] [--json FILE]
 //	                  [--cpuprofile PREFIX] [--trace PREFIX] [--timeline] [--checkpoint DURATION]
 //	shoal-bench ttfb  [--size 1GiB] [--runs 5] [--warmup 1] [--dir DIR] [--json FILE]
+//	shoal-bench repair [--nodes 20] [--roots 10] [--size 16MiB] [--replicas 3] [--fail 1,2,5] [--runs 3]
+//	                  [--probe 200ms] [--dir DIR] [--json FILE]
 //	shoal-bench members [--n 10,25,50] [--runs 3] [--interval 200ms] [--timeout 100ms] [--steady 10s]
 //	                  [--settle 5s] [--sync 30s] [--limit 2m] [--json FILE]
 //	shoal-bench ksource|swarm|scale|memory [--n 15] [--seeders 1] [--size 256MiB]
@@ -44,6 +46,7 @@ commands:
   fetch  single-peer shoal fetch vs a plain TLS 1.3 copy over loopback
   ttfb   first byte of a share not held yet (node.Open) vs a whole fetch of it
   members  shoal's membership protocol vs hashicorp/memberlist
+  repair   replicas restored after 1, 2 and 5 holders crash in a 20-member cluster
 
 network-namespace testbed (root; real 'shoal daemon's on tbf-shaped links):
   ksource  one peer fetching from 4 seeders capped at 100 Mbit/s: throughput / sum of caps
@@ -87,6 +90,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return ttfbCmd(ctx, args[1:], out)
 	case "members":
 		return membersCmd(ctx, args[1:], out)
+	case "repair":
+		return repairCmd(ctx, args[1:], out)
 	case scKSource, scSwarm, scScale, scMemory:
 		return testbedCmd(ctx, args[0], args[1:], out)
 	case "chunktrace":
