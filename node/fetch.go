@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -74,6 +75,10 @@ func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts Fe
 		}
 	}
 	started := time.Now()
+	storeCopy := func() (string, bool) { return "", false }
+	if sh, ok := n.heldShare(root); ok && n.inStore(sh.Path) {
+		storeCopy = func() (string, bool) { return sh.Path, true }
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	providers := make(chan peer.ID, 16)
 	done := make(chan struct{})
@@ -114,6 +119,13 @@ func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts Fe
 				}
 			}
 			return nil, explainHandshake(err, n.private, false)
+		}
+		if prev, ok := storeCopy(); ok && prev != res.Path {
+			// The root is served from the new copy now; the one kept
+			// in the store for reading would only take room.
+			if err := os.RemoveAll(prev); err != nil {
+				n.log.Warn("remove a store copy fetched again elsewhere", "path", prev, "err", err)
+			}
 		}
 		n.announce(n.ctx, root, res.Manifest.Name, res.Manifest.Size, int64(countFiles(res)))
 		n.provide(root)

@@ -92,9 +92,17 @@ type replicator struct {
 	mu        sync.Mutex
 	repairing map[string]*repairJob // roots being fetched as replicas
 	surplus   map[string]time.Time  // roots held here but placed elsewhere, since
+	failed    map[string]backoff    // roots whose last replica fetch failed
 	full      bool                  // a replica was refused for lack of room
 	fullAt    int64                 // store bytes when it was
 	wake      chan struct{}
+}
+
+// backoff spaces the retries of a replica fetch that failed: 1s, 2s, 4s,
+// ... up to a minute.
+type backoff struct {
+	next  time.Time
+	delay time.Duration
 }
 
 type repairJob struct {
@@ -105,7 +113,8 @@ type repairJob struct {
 
 func newReplicator(n *Node) *replicator {
 	return &replicator{n: n, cfg: n.cfg.Replication.withDefaults(),
-		repairing: make(map[string]*repairJob), surplus: make(map[string]time.Time), wake: make(chan struct{}, 1)}
+		repairing: make(map[string]*repairJob), surplus: make(map[string]time.Time), failed: make(map[string]backoff),
+		wake: make(chan struct{}, 1)}
 }
 
 // poke asks for a placement check now.
@@ -278,7 +287,7 @@ func (r *replicator) clearSurplus(k string) {
 func (r *replicator) startRepair(p plan) bool {
 	k := p.want.Root.KeyString()
 	r.mu.Lock()
-	if r.repairing[k] != nil {
+	if r.repairing[k] != nil || time.Now().Before(r.failed[k].next) {
 		r.mu.Unlock()
 		return true
 	}
@@ -314,8 +323,14 @@ func (r *replicator) startRepair(p plan) bool {
 	}
 	r.n.log.Info("fetching a replica", "root", p.want.Root, "live_copies", p.liveCopy, "wanted", p.want.Replicas)
 	sf, err := r.n.ensureReadable(p.want.Root)
-	if err != nil || sf == nil {
+	if err != nil {
 		r.finish(k, job, err)
+		return true
+	}
+	if sf == nil { // being fetched already, to a path of the user's
+		r.mu.Lock()
+		delete(r.repairing, k)
+		r.mu.Unlock()
 		return true
 	}
 	r.n.wg.Add(1)
@@ -330,10 +345,19 @@ func (r *replicator) startRepair(p plan) bool {
 func (r *replicator) finish(k string, job *repairJob, err error) {
 	r.mu.Lock()
 	delete(r.repairing, k)
+	var retry time.Duration
+	if err != nil {
+		b := r.failed[k]
+		b.delay = min(max(2*b.delay, time.Second), time.Minute)
+		b.next = time.Now().Add(b.delay)
+		r.failed[k], retry = b, b.delay
+	} else {
+		delete(r.failed, k)
+	}
 	r.mu.Unlock()
 	switch {
 	case err != nil && !r.n.closing.Load():
-		r.n.log.Warn("replica fetch failed; will retry", "root", job.root, "err", err)
+		r.n.log.Warn("replica fetch failed", "root", job.root, "err", err, "retry_in", retry)
 	case err == nil:
 		r.n.log.Info("replica held", "root", job.root, "took", time.Since(job.started).Round(time.Millisecond))
 	}
@@ -704,9 +728,54 @@ func (n *Node) CollectGarbage(ctx context.Context) (Collected, error) {
 		out.Roots = append(out.Roots, sh.Root)
 		out.Bytes += sh.Size
 	}
+	// Copies no share record points at (a root fetched again to a user's
+	// path is served from there) and no fetch writes to.
+	dir := filepath.Join(n.cfg.Home, StoreDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return out, fmt.Errorf("node: gc: %w", err)
+	}
+	used := make(map[string]bool)
+	for _, sh := range n.xfer.Shares() {
+		used[sh.Path] = true
+	}
+	n.storeMu.Lock()
+	for k := range n.stores {
+		if c, err := cid.Cast([]byte(k)); err == nil {
+			used[filepath.Join(dir, c.String())] = true
+		}
+	}
+	n.storeMu.Unlock()
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		root, err := cid.Decode(e.Name())
+		if used[p] || err != nil {
+			continue // not a copy of a root (partial fetch files are named otherwise)
+		}
+		sz := dirSize(p)
+		if err := os.RemoveAll(p); err != nil {
+			return out, fmt.Errorf("node: gc: %w", err)
+		}
+		out.Roots = append(out.Roots, root)
+		out.Bytes += sz
+	}
 	if len(out.Roots) > 0 {
 		n.log.Info("store collected", "roots", len(out.Roots), "bytes", out.Bytes)
 		n.repl.poke()
 	}
 	return out, nil
+}
+
+// dirSize is the bytes of the regular files at or under p.
+func dirSize(p string) int64 {
+	var n int64
+	filepath.WalkDir(p, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }

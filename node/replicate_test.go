@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -324,5 +326,88 @@ func TestPartitionHealsWithoutSurplus(t *testing.T) {
 		if sh, ok := n.heldShare(root); ok && n.inStore(sh.Path) && !slices.Contains(want, n.ID()) {
 			t.Fatalf("%s keeps a surplus copy", n.ID())
 		}
+	}
+}
+
+// Content kept in the store for reading makes room for a replica when the
+// quota is reached; gc never touches files shared in place or fetched to a
+// user's path.
+func TestStoreCollectsForReplicas(t *testing.T) {
+	const size = 3 << 20
+	nodes := replCluster(t, 2, func(i int, cfg *Config) {
+		cfg.Replication.Storer = i == 1
+		if i == 1 {
+			cfg.Replication.Quota = size + size/2 // room for one of the two
+		}
+	})
+	pub, storer := nodes[0], nodes[1]
+	ctx := context.Background()
+	dir := t.TempDir()
+	readSrc := randomFile(t, dir, "read.bin", size)
+	readRoot, err := pub.Share(ctx, readSrc, ShareOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The storer reads one root: it lands in its store.
+	waitFor(t, 30*time.Second, "the storer to learn of the share", func() bool { return len(storer.cat.Holders(readRoot)) > 0 })
+	r, err := storer.Open(ctx, readRoot, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	waitFor(t, 30*time.Second, "the read copy in the store", func() bool { return storer.xfer.Held(readRoot) })
+	// A file it fetched to its own path, and one it shares, stay.
+	own, err := storer.Share(ctx, randomFile(t, t.TempDir(), "own.bin", 1000), ShareOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	userRoot, err := pub.Share(ctx, randomFile(t, dir, "user.bin", 2000), ShareOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the storer to learn of the second share", func() bool { return len(storer.cat.Holders(userRoot)) > 0 })
+	if _, err := storer.Fetch(ctx, userRoot, filepath.Join(t.TempDir(), "mine.bin"), FetchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	repSrc := randomFile(t, dir, "replica.bin", size)
+	repRoot, err := pub.Share(ctx, repSrc, ShareOptions{Replicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the replica on the storer", func() bool {
+		sh, ok := storer.heldShare(repRoot)
+		return ok && storer.inStore(sh.Path)
+	})
+	if _, err := os.Stat(filepath.Join(storer.Home(), StoreDir, readRoot.String())); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the read copy is still in the store: %v", err)
+	}
+	if !storer.xfer.Held(own) {
+		t.Fatal("a share in place was collected")
+	}
+	if sh, ok := storer.heldShare(userRoot); !ok || storer.inStore(sh.Path) {
+		t.Fatalf("the fetch to the user's path is gone: %+v %v", sh, ok)
+	}
+	if st := storer.Store(); st.Replicas != 1 || st.Full || st.Used != size {
+		t.Fatalf("store: %+v", st)
+	}
+
+	// Fetched again to a user's path, a root is served from there and
+	// its store copy goes.
+	r, err = storer.Open(ctx, userRoot, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if _, err := storer.Fetch(ctx, repRoot, filepath.Join(t.TempDir(), "again.bin"), FetchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(storer.Home(), StoreDir, repRoot.String())); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a store copy of a root fetched again elsewhere stays: %v", err)
+	}
+	// gc now has nothing to take: the replica is placed here.
+	c, err := storer.CollectGarbage(ctx)
+	if err != nil || len(c.Roots) != 0 {
+		t.Fatalf("gc took %+v (%v)", c, err)
 	}
 }
