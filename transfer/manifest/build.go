@@ -36,6 +36,9 @@ type BuildOptions struct {
 	// built without Times never equals one built with it. The shared
 	// directory itself has no entry; its time is not recorded.
 	Times bool
+	// Seal records that the files are encrypted with this version of the
+	// seal format (package transfer/seal); 0 for plaintext.
+	Seal int
 	// SkipSpecial skips symbolic links, devices, sockets and named pipes
 	// inside a shared directory instead of failing with ErrUnsupported.
 	SkipSpecial bool
@@ -139,7 +142,7 @@ func build(ctx context.Context, path string, opts BuildOptions, hooks buildHooks
 		return nil, err
 	}
 
-	m := &Manifest{Name: name, Single: single, ChunkSize: opts.ChunkSize, Hash: opts.Hash, Entries: make([]Entry, 0, len(files))}
+	m := &Manifest{Name: name, Single: single, ChunkSize: opts.ChunkSize, Hash: opts.Hash, Seal: opts.Seal, Entries: make([]Entry, 0, len(files))}
 	res := &BuildResult{Manifest: m, Blocks: make(map[cid.Cid][]byte)}
 	check := entryChecker{chunkSize: opts.ChunkSize}
 	for i := range files {
@@ -171,6 +174,7 @@ func build(ctx context.Context, path string, opts BuildOptions, hooks buildHooks
 	if err != nil {
 		return nil, err
 	}
+	b.SetSeal(opts.Seal)
 	for _, e := range m.Entries {
 		if err := b.AddEntry(e); err != nil {
 			return nil, err

@@ -41,7 +41,16 @@ type Builder struct {
 
 	entryBlocks []link
 	chunkBlocks []link
+	seal        int
 	err         error
+}
+
+// SetSeal records that the share's files are encrypted with version v of
+// the seal format (see Manifest.Seal). Call it before Finish.
+func (b *Builder) SetSeal(v int) {
+	if v >= 0 && v <= 255 {
+		b.seal = v
+	}
 }
 
 // NewBuilder returns a Builder for a share. name is the share's name (a
@@ -174,6 +183,7 @@ func (b *Builder) Finish() (root cid.Cid, err error) {
 		Entries:     uint64(b.check.n),
 		EntryBlocks: b.entryBlocks,
 		ChunkBlocks: b.chunkBlocks,
+		Seal:        uint64(b.seal),
 	}
 	if r.EntryBlocks == nil {
 		r.EntryBlocks = []link{}
@@ -284,6 +294,7 @@ func Encode(m *Manifest) (root cid.Cid, blocks map[cid.Cid][]byte, err error) {
 			return cid.Undef, nil, err
 		}
 	}
+	b.SetSeal(m.Seal)
 	if b.check.size != m.Size {
 		return cid.Undef, nil, fmt.Errorf("%w: Size is %d but the entries hold %d bytes", ErrInvalid, m.Size, b.check.size)
 	}

@@ -445,6 +445,9 @@ type rootOut struct {
 	Entries     uint64 `cbor:"entries"`
 	EntryBlocks []link `cbor:"entryBlocks"`
 	ChunkBlocks []link `cbor:"chunkBlocks"`
+	// Seal is the format version of the encryption of the share's files
+	// (package transfer/seal); absent for plaintext.
+	Seal uint64 `cbor:"seal,omitempty"`
 }
 
 // rootIn is rootOut: checkStrict has made sure that every key is present.

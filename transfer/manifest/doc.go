@@ -61,6 +61,8 @@
 //	entries      total number of entries
 //	entryBlocks  links to the entry blocks, in order
 //	chunkBlocks  links to the chunk blocks, in order
+//	seal         (only in encrypted shares) the version of the encryption
+//	             format of package transfer/seal; the files are ciphertext
 //
 // An entry block is {"start": index of its first entry, "entries": [...]}
 // where each entry is {"p": path, "d": is a directory, "s": size in bytes,

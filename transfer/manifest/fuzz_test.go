@@ -151,7 +151,7 @@ func FuzzLoad(f *testing.F) {
 // without data, and three chunks.
 func seedManifest() *Manifest {
 	return &Manifest{
-		Name: "seed", ChunkSize: MinChunkSize, Hash: mh.BLAKE3, Size: MinChunkSize + 10,
+		Name: "seed", ChunkSize: MinChunkSize, Hash: mh.BLAKE3, Size: MinChunkSize + 10, Seal: 1,
 		Entries: []Entry{
 			{Path: "d", Dir: true, Mode: 0o755},
 			{Path: "d/big", Size: MinChunkSize + 5, Mode: 0o644, ModTime: time.Unix(1700000000, 123).UTC()},

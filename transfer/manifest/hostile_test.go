@@ -169,6 +169,8 @@ func TestLoadRejects(t *testing.T) {
 		{"d key missing", func(s *spec) { delete(entries(s)[2].(map[string]any), "d") }, ErrInvalid, `missing "d"`},
 		{"size is text", setEntry(2, "s", "5"), ErrInvalid, `"s" is not an unsigned integer`},
 		{"time is text", setEntry(2, "t", "2026"), ErrInvalid, `"t" is not an integer`},
+		{"seal is text", setRoot("seal", "yes"), ErrInvalid, "seal"},
+		{"seal out of range", setRoot("seal", 256), ErrInvalid, "seal version 256"},
 		{"time is a float", setEntry(2, "t", 1.5), ErrInvalid, "floating-point"},
 		{"time over 2^63-1", setEntry(2, "t", uint64(1<<63)), ErrInvalid, `"t" is outside the range`},
 		{"null", setEntry(2, "m", nil), ErrInvalid, "null"},

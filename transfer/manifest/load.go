@@ -21,6 +21,7 @@ type Root struct {
 	Entries     int64
 	EntryBlocks []cid.Cid
 	ChunkBlocks []cid.Cid
+	Seal        int // see Manifest.Seal
 }
 
 // minEntrySize is the smallest encoded entry: {"d":false,"m":0,"p":"x","s":0}.
@@ -98,7 +99,10 @@ func decodeRoot(c cid.Cid, data []byte) (*Root, error) {
 	if err := checkComponent(in.Name); err != nil {
 		return nil, fmt.Errorf("name %s: %v", shorten(in.Name), err)
 	}
-	r := &Root{Name: in.Name, Single: in.Single, Hash: in.Hash}
+	if in.Seal > 255 {
+		return nil, fmt.Errorf("seal version %d out of range", in.Seal)
+	}
+	r := &Root{Name: in.Name, Single: in.Single, Hash: in.Hash, Seal: int(in.Seal)}
 	var err error
 	if r.ChunkSize, err = toInt64(in.ChunkSize, "chunkSize"); err != nil {
 		return nil, err
@@ -182,6 +186,7 @@ func Load(ctx context.Context, root cid.Cid, get func(ctx context.Context, c cid
 		ChunkSize: r.ChunkSize,
 		Hash:      r.Hash,
 		Size:      r.Size,
+		Seal:      r.Seal,
 		Entries:   make([]Entry, 0, min(r.Entries, 1<<14)),
 		Digests:   make([]byte, 0, min(r.Chunks*DigestSize, 1<<20)),
 	}

@@ -116,6 +116,10 @@ type Manifest struct {
 	// Digests holds the chunk digests, DigestSize bytes each, in global chunk
 	// order: len(Digests) == NumChunks()*DigestSize.
 	Digests []byte
+	// Seal, if not 0, says the files are encrypted (the version of the
+	// format of package transfer/seal): their bytes are ciphertext, which
+	// only the holder of the share's key can read.
+	Seal int
 }
 
 // NumChunks returns the number of chunks of the share.

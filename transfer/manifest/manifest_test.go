@@ -700,3 +700,30 @@ func TestTimes(t *testing.T) {
 		t.Fatalf("time in 2300: %v", err)
 	}
 }
+
+// An encrypted share says so in its root (seal); a plaintext one keeps the
+// root it always had.
+func TestSeal(t *testing.T) {
+	dir, _ := makeTree(t)
+	plain, err := BuildFromPath(context.Background(), dir, BuildOptions{ChunkSize: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := BuildFromPath(context.Background(), dir, BuildOptions{ChunkSize: cs, Seal: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sealed.Root == plain.Root || plain.Manifest.Seal != 0 || sealed.Manifest.Seal != 1 {
+		t.Fatalf("roots %v %v, seals %d %d", plain.Root, sealed.Root, plain.Manifest.Seal, sealed.Manifest.Seal)
+	}
+	m, err := Load(context.Background(), sealed.Root, blockStore(sealed.Blocks).get)
+	if err != nil || m.Seal != 1 {
+		t.Fatalf("loaded seal %v, %v", m, err)
+	}
+	if again, _, err := Encode(m); err != nil || again != sealed.Root {
+		t.Fatalf("re-encoded: %v %v", again, err)
+	}
+	if bytes.Contains(plain.Blocks[plain.Root], []byte("seal")) {
+		t.Fatal("a plaintext root names seal")
+	}
+}
