@@ -55,7 +55,7 @@ func encodeRoot(t testing.TB, r *Root) []byte {
 	out := rootOut{
 		Shoal: 1, Name: r.Name, Single: r.Single, ChunkSize: uint64(r.ChunkSize), Hash: r.Hash,
 		Size: uint64(r.Size), Chunks: uint64(r.Chunks), Entries: uint64(r.Entries),
-		EntryBlocks: []link{}, ChunkBlocks: []link{},
+		EntryBlocks: []link{}, ChunkBlocks: []link{}, Seal: uint64(r.Seal),
 	}
 	for _, c := range r.EntryBlocks {
 		out.EntryBlocks = append(out.EntryBlocks, link{c})
