@@ -13,6 +13,7 @@ import (
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/shoalnet/shoal/transfer"
+	"github.com/shoalnet/shoal/transfer/manifest"
 )
 
 const sha256Code = mh.SHA2_256
@@ -55,7 +56,7 @@ type FetchOptions struct {
 // resumes when called again with the same root and dst, also after a
 // restart.
 func (n *Node) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOptions) (*transfer.Result, error) {
-	wait, err := n.startFetch(ctx, root, dst, opts)
+	wait, err := n.startFetch(ctx, root, dst, opts, refuseSealed)
 	if err != nil {
 		return nil, err
 	}
@@ -63,8 +64,10 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, dst string, opts FetchOp
 }
 
 // startFetch starts Fetch's work and returns what waits for it to end;
-// the fetch is registered (Open finds it) when startFetch returns.
-func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts FetchOptions) (wait func() (*transfer.Result, error), err error) {
+// the fetch is registered (Open finds it) when startFetch returns. check,
+// if set, sees the manifest first and may refuse it.
+func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts FetchOptions,
+	check func(*manifest.Manifest) error) (wait func() (*transfer.Result, error), err error) {
 	if err := CheckRoot(root); err != nil {
 		return nil, err
 	}
@@ -103,6 +106,7 @@ func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts Fe
 		OnBadPeer: func(p peer.ID, err error) {
 			n.log.Warn("peer sent bad data", "peer", p, "root", root, "err", err)
 		},
+		CheckManifest: check,
 	})
 	if err != nil {
 		stop()

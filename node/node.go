@@ -564,6 +564,12 @@ type ShareOptions struct {
 // while hashing and returns the root CID. Sharing unchanged content again
 // returns the same root.
 func (n *Node) Share(ctx context.Context, path string, opts ShareOptions) (cid.Cid, error) {
+	return n.share(ctx, path, opts, 0)
+}
+
+// share is Share; sealV marks the files as ciphertext of that version of
+// the seal format.
+func (n *Node) share(ctx context.Context, path string, opts ShareOptions, sealV int) (cid.Cid, error) {
 	if n.access.closed() {
 		if err := n.needRole(auth.RolePublisher); err != nil {
 			return cid.Undef, err
@@ -580,7 +586,7 @@ func (n *Node) Share(ctx context.Context, path string, opts ShareOptions) (cid.C
 		return cid.Undef, fmt.Errorf("node: share: %w", err)
 	}
 	bo := manifest.BuildOptions{ChunkSize: opts.ChunkSize, Progress: opts.Progress,
-		SkipSpecial: opts.SkipSpecial, Skipped: opts.Skipped, Times: opts.Times}
+		SkipSpecial: opts.SkipSpecial, Skipped: opts.Skipped, Times: opts.Times, Seal: sealV}
 	if opts.SHA256 {
 		bo.Hash = sha256Code
 	}

@@ -45,8 +45,27 @@ func (n *Node) Open(ctx context.Context, root cid.Cid, path string) (*transfer.R
 	if err != nil {
 		return nil, err
 	}
+	m, err := n.xfer.AwaitManifest(ctx, root)
+	if err != nil {
+		return nil, storeErr(ctx, sf, err)
+	}
+	if err := refuseSealed(m); err != nil {
+		n.dropUnwantedStoreFetch(root, sf)
+		return nil, err
+	}
 	r, err := n.xfer.Open(ctx, root, path, transfer.OpenOptions{})
 	return r, storeErr(ctx, sf, err)
+}
+
+// dropUnwantedStoreFetch stops a fetch into the store that a read of an
+// encrypted share started, unless the root is a replica placed here.
+func (n *Node) dropUnwantedStoreFetch(root cid.Cid, sf *storeFetch) {
+	if sf == nil || n.replicaRec(root).Replica {
+		return
+	}
+	if n.stopStoreFetch(root) {
+		n.xfer.Discard(root, filepath.Join(n.cfg.Home, StoreDir, root.String()))
+	}
 }
 
 // Content returns root's manifest (its files and their sizes), starting a
@@ -61,6 +80,12 @@ func (n *Node) Content(ctx context.Context, root cid.Cid) (*manifest.Manifest, e
 		return nil, err
 	}
 	m, err := n.xfer.AwaitManifest(ctx, root)
+	if err == nil {
+		if err := refuseSealed(m); err != nil {
+			n.dropUnwantedStoreFetch(root, sf)
+			return nil, err
+		}
+	}
 	return m, storeErr(ctx, sf, err)
 }
 
@@ -110,7 +135,7 @@ func (n *Node) ensureReadable(root cid.Cid) (*storeFetch, error) {
 	}
 	ctx, cancel := context.WithCancel(n.ctx)
 	// The store is the node's own: a leftover copy is replaced.
-	wait, err := n.startFetch(ctx, root, filepath.Join(dir, root.String()), FetchOptions{Overwrite: true})
+	wait, err := n.startFetch(ctx, root, filepath.Join(dir, root.String()), FetchOptions{Overwrite: true}, nil)
 	if err != nil {
 		cancel()
 		return nil, err

@@ -126,7 +126,7 @@ func TestOpenErrorsAndRunningFetch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wait, err := b.startFetch(ctx, root, filepath.Join(t.TempDir(), "out"), FetchOptions{Peers: []peer.AddrInfo{a.AddrInfo()}, NoDHT: true})
+	wait, err := b.startFetch(ctx, root, filepath.Join(t.TempDir(), "out"), FetchOptions{Peers: []peer.AddrInfo{a.AddrInfo()}, NoDHT: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,9 @@ type replicaRec struct {
 	// Replica: the store copy was fetched as a replica (it is released
 	// when no longer placed here, and is not counted as a user's read).
 	Replica bool `json:"replica,omitempty"`
+	// Own: the store copy is this node's own share (the ciphertext of an
+	// encrypted share): never collected.
+	Own bool `json:"own,omitempty"`
 }
 
 // ReplicationConfig tunes replication.
@@ -719,7 +722,7 @@ func (n *Node) CollectGarbage(ctx context.Context) (Collected, error) {
 			continue
 		}
 		rec := n.replicaRec(sh.Root)
-		if rec.Replica || rec.Pin > 0 {
+		if rec.Replica || rec.Pin > 0 || rec.Own {
 			continue
 		}
 		if err := n.dropStoreCopy(ctx, sh.Root); err != nil {

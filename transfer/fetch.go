@@ -42,6 +42,9 @@ type FetchOptions struct {
 	// limited to, before anything else from that provider is used; an
 	// error drops the provider.
 	OnLimits func(p peer.ID, allow []string) error
+	// CheckManifest, if set, sees the manifest before anything is
+	// written; an error ends the fetch with it.
+	CheckManifest func(*manifest.Manifest) error
 }
 
 // Progress is a snapshot of a fetch.
@@ -296,6 +299,11 @@ func (f *fetch) run(ctx context.Context) (res *Result, err error) {
 		f.setPhase("manifest")
 		m, err = f.fetchManifest(ctx)
 		if err != nil {
+			return nil, err
+		}
+	}
+	if f.opts.CheckManifest != nil {
+		if err := f.opts.CheckManifest(m); err != nil {
 			return nil, err
 		}
 	}

@@ -374,6 +374,15 @@ func (s *Service) AwaitManifest(ctx context.Context, root cid.Cid) (*manifest.Ma
 
 // Readable reports whether root can be opened here without a new fetch:
 // it is served (shared, fetched, or arriving) or being fetched.
+// Held reports whether root is served here in full: shared, or fetched
+// to the end, and not stale.
+func (s *Service) Held(root cid.Cid) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	src := s.sources[root]
+	return src != nil && src.rec != nil && src.staleErr() == nil
+}
+
 func (s *Service) Readable(root cid.Cid) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
