@@ -98,6 +98,9 @@ func (n *Node) FetchDecrypted(ctx context.Context, root cid.Cid, key seal.Key, d
 		}
 		res = &transfer.Result{Root: root, Path: sh.Path, Manifest: m}
 	} else {
+		if err := os.MkdirAll(filepath.Join(n.cfg.Home, StoreDir), 0o700); err != nil {
+			return nil, fmt.Errorf("node: store: %w", err)
+		}
 		fo := opts
 		fo.Overwrite, fo.IntoDir = true, false
 		wait, err := n.startFetch(ctx, root, filepath.Join(n.cfg.Home, StoreDir, root.String()), fo, nil)

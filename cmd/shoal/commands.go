@@ -92,6 +92,7 @@ func shareCommand() *cli.Command {
 		Description: "Indexes PATH (hashing every chunk once), serves it from where it lies\n" +
 			"(no copy), announces it in the network's catalog and provides it in the\n" +
 			"DHT. The root CID is the last line of stdout (the only one with --quiet);\n" +
+			"with --encrypt, the link CID#KEY instead.\n" +
 			"progress goes to stderr on a terminal. Needs a running daemon. If a file\n" +
 			"changes later, it is no longer served: share it again.",
 		Flags: []cli.Flag{
@@ -103,6 +104,9 @@ func shareCommand() *cli.Command {
 			&cli.BoolFlag{Name: "skip-special", Usage: "leave symbolic links, devices, sockets and named pipes out of a directory " +
 				"(each is named on stderr) instead of refusing it"},
 			&cli.IntFlag{Name: "replicas", Usage: "ask the network's storers to keep this many copies (see shoal pin)"},
+			&cli.BoolFlag{Name: "encrypt", Usage: "encrypt with a new key into the store and share the ciphertext; " +
+				"prints the link CID#KEY, the only copy of the key: peers without it store and serve the share but cannot read it " +
+				"(file names and sizes stay visible)"},
 			&cli.BoolFlag{Name: "preserve-times", Usage: "record modification times of files and directories so that fetches restore them; " +
 				"the root then differs from the same content shared without them"},
 		},
@@ -120,7 +124,7 @@ func shareCommand() *cli.Command {
 			done, err := cl.Share(c.Context, api.ShareRequest{
 				Path: c.Args().First(), ChunkSize: c.Int64("chunk-size"), SHA256: c.Bool("sha256"),
 				Allow: c.StringSlice("allow"), SkipSpecial: c.Bool("skip-special"),
-				Times: c.Bool("preserve-times"), Replicas: c.Int("replicas"),
+				Times: c.Bool("preserve-times"), Replicas: c.Int("replicas"), Encrypt: c.Bool("encrypt"),
 			}, rep.update, func(path, kind string) {
 				skipped++
 				fmt.Fprintf(c.App.ErrWriter, "left out: %s (%s)\n", path, kind)
@@ -134,6 +138,13 @@ func shareCommand() *cli.Command {
 				if skipped > 0 {
 					fmt.Fprintf(c.App.Writer, "%d entries that are neither files nor directories left out\n", skipped)
 				}
+			}
+			if done.Link != "" {
+				if !c.Bool("quiet") {
+					fmt.Fprintln(c.App.ErrWriter, "encrypted: keep the link below, it holds the key (shoal does not keep it); fetch with: shoal fetch LINK")
+				}
+				fmt.Fprintln(c.App.Writer, done.Link)
+				return nil
 			}
 			fmt.Fprintln(c.App.Writer, done.Root)
 			return nil

@@ -13,19 +13,23 @@ import (
 	"github.com/shoalnet/shoal/node"
 	"github.com/shoalnet/shoal/node/api"
 	"github.com/shoalnet/shoal/transfer"
+	"github.com/shoalnet/shoal/transfer/seal"
 )
 
 func fetchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "fetch",
-		Usage:     "download a share by its root CID, verifying every byte",
-		ArgsUsage: "CID",
+		Usage:     "download a share by its root CID (or link, for an encrypted one), verifying every byte",
+		ArgsUsage: "CID|LINK",
 		Description: "Fetches CID from every peer that holds it, in parallel, verifying each\n" +
 			"chunk, into -o PATH (default: the share's name in the current directory).\n" +
 			"A bar shows bytes, rate, ETA and serving peers on a terminal; plain lines\n" +
 			"otherwise; nothing with --quiet. Exits 0 only when the content is complete,\n" +
 			"verified and in place. An interrupted fetch resumes where it stopped when\n" +
 			"run again with the same destination.\n\n" +
+			"An encrypted share is fetched with its link, CID#KEY (from share --encrypt):\n" +
+			"the ciphertext is fetched into the store (and served from there), then\n" +
+			"decrypted to the destination.\n\n" +
 			"Through the running daemon if there is one (which then serves the result);\n" +
 			"otherwise with a node started for this fetch alone, bootstrapping from\n" +
 			"--peer, --bootstrap and config.toml.",
@@ -42,9 +46,9 @@ func fetchCommand() *cli.Command {
 
 func runFetch(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return fmt.Errorf("fetch takes one CID (got %d arguments)", c.NArg())
+		return fmt.Errorf("fetch takes one CID or link (got %d arguments)", c.NArg())
 	}
-	root, err := parseRoot(c.Args().First())
+	root, key, err := seal.ParseLink(c.Args().First())
 	if err != nil {
 		return err
 	}
@@ -53,6 +57,9 @@ func runFetch(c *cli.Context) error {
 		return err
 	}
 	req := api.FetchRequest{Root: root.String(), Overwrite: c.Bool("force"), Peers: peers}
+	if key != nil {
+		req.Key = key.String()
+	}
 	if o := c.String("output"); o != "" {
 		req.Dst, err = filepath.Abs(o)
 	} else {
@@ -76,6 +83,12 @@ func runFetch(c *cli.Context) error {
 	if err != nil {
 		if errors.Is(err, transfer.ErrExists) {
 			return fmt.Errorf("%w\n(use --force to replace it)", err)
+		}
+		if errors.Is(err, node.ErrSealed) {
+			return fmt.Errorf("%w\n(the publisher's `shoal share --encrypt` printed the link)", err)
+		}
+		if errors.Is(err, seal.ErrWrongKey) {
+			return fmt.Errorf("%w\n(check the link: its key is not this share's)", err)
 		}
 		if errors.Is(err, transfer.ErrNoProviders) {
 			return fmt.Errorf("%w\n(give a peer that holds it with --peer, or check the connections with `shoal peers`)", err)
@@ -103,7 +116,16 @@ func fetchInProcess(c *cli.Context, req api.FetchRequest, rep *fetchReporter) (a
 	root, _ := parseRoot(req.Root)
 	opts := node.FetchOptions{Overwrite: req.Overwrite, IntoDir: req.IntoDir, Progress: rep.update}
 	opts.Peers, _ = parsePeers(req.Peers, "--peer")
-	res, err := n.Fetch(c.Context, root, req.Dst, opts)
+	var res *transfer.Result
+	if req.Key != "" {
+		key, kerr := seal.ParseKey(req.Key)
+		if kerr != nil {
+			return api.Event{}, kerr
+		}
+		res, err = n.FetchDecrypted(c.Context, root, key, req.Dst, opts)
+	} else {
+		res, err = n.Fetch(c.Context, root, req.Dst, opts)
+	}
 	if err != nil {
 		return api.Event{}, err
 	}

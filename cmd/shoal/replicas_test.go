@@ -148,3 +148,49 @@ func TestParseSize(t *testing.T) {
 		t.Errorf("bad probe interval: %v", err)
 	}
 }
+
+// share --encrypt prints a link; fetch LINK decrypts; fetch CID without
+// the key says the share is encrypted; the daemon's store holds no
+// plaintext.
+func TestEncryptCLI(t *testing.T) {
+	home := t.TempDir()
+	_, addr := startDaemon(t, home)
+	src := filepath.Join(t.TempDir(), "secret.txt")
+	plain := strings.Repeat("SHOAL-PLAINTEXT-MARKER\n", 100_000)
+	if err := os.WriteFile(src, []byte(plain), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := shoal(t, home, "share", "--encrypt", src)
+	if err != nil || !strings.Contains(errOut, "keep the link") {
+		t.Fatalf("share --encrypt: %v\n%s", err, errOut)
+	}
+	link := lastLine(out)
+	root, key, ok := strings.Cut(link, "#")
+	if !ok || !strings.HasPrefix(root, "bafy") || len(key) != 43 {
+		t.Fatalf("link %q", link)
+	}
+	if strings.Contains(out, key) && strings.Count(out, key) != 1 {
+		t.Fatalf("the key is printed more than once:\n%s", out)
+	}
+	store := filepath.Join(home, node.StoreDir)
+	filepath.WalkDir(store, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if data, _ := os.ReadFile(p); strings.Contains(string(data), "SHOAL-PLAINTEXT-MARKER") {
+				t.Errorf("plaintext in the store: %s", p)
+			}
+		}
+		return nil
+	})
+	dst := filepath.Join(t.TempDir(), "plain.txt")
+	if _, errOut, err := shoal(t, t.TempDir(), "fetch", root, "--peer", addr, "-o", dst); err == nil || !strings.Contains(errOut, "encrypted") {
+		t.Fatalf("fetch without the key: %v\n%s", err, errOut)
+	}
+	mustShoal(t, t.TempDir(), "fetch", link, "--peer", addr, "-o", dst, "--quiet")
+	got, err := os.ReadFile(dst)
+	if err != nil || string(got) != plain {
+		t.Fatalf("decrypted copy differs (%v)", err)
+	}
+	if _, errOut, err := shoal(t, t.TempDir(), "fetch", root+"#notakey", "--peer", addr); err == nil || strings.Contains(errOut, "notakey") {
+		t.Fatalf("a malformed key: %v\n%s", err, errOut)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/shoalnet/shoal/node/auth"
 	"github.com/shoalnet/shoal/transfer"
 	"github.com/shoalnet/shoal/transfer/manifest"
+	"github.com/shoalnet/shoal/transfer/seal"
 )
 
 // Server serves the API over a node. It is an http.Handler.
@@ -358,17 +359,29 @@ func (s *Server) share(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := newStream(w)
-	root, err := s.n.Share(r.Context(), req.Path, node.ShareOptions{
+	opts := node.ShareOptions{
 		ChunkSize: req.ChunkSize, SHA256: req.SHA256, Allow: req.Allow,
 		Progress:    func(p manifest.BuildProgress) { st.send(Event{Type: "progress", Index: &p}) },
 		SkipSpecial: req.SkipSpecial, Times: req.Times, Replicas: req.Replicas,
 		Skipped: func(path, kind string) { st.send(Event{Type: "skipped", Path: path, Kind: kind}) },
-	})
+	}
+	done := Event{Type: "done", Name: filepath.Base(req.Path), Path: req.Path}
+	var root cid.Cid
+	var err error
+	if req.Encrypt {
+		st.send(Event{Type: "encrypting", Path: req.Path})
+		var key seal.Key
+		root, key, err = s.n.ShareEncrypted(r.Context(), req.Path, opts)
+		done.Link = seal.Link(root, key)
+	} else {
+		root, err = s.n.Share(r.Context(), req.Path, opts)
+	}
 	if err != nil {
 		st.send(Event{Type: "error", Error: err.Error(), Code: codeOf(err)})
 		return
 	}
-	st.send(Event{Type: "done", Root: root.String(), Name: filepath.Base(req.Path), Path: req.Path})
+	done.Root = root.String()
+	st.send(done)
 }
 
 func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
@@ -399,9 +412,23 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 		}
 		opts.Peers = append(opts.Peers, *ai)
 	}
+	var key *seal.Key
+	if req.Key != "" {
+		k, err := seal.ParseKey(req.Key)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%w: %v", ErrBadRequest, err))
+			return
+		}
+		key = &k
+	}
 	st := newStream(w)
 	opts.Progress = func(p transfer.Progress) { st.send(Event{Type: "progress", Fetch: &p}) }
-	res, err := s.n.Fetch(r.Context(), root, req.Dst, opts)
+	var res *transfer.Result
+	if key != nil {
+		res, err = s.n.FetchDecrypted(r.Context(), root, *key, req.Dst, opts)
+	} else {
+		res, err = s.n.Fetch(r.Context(), root, req.Dst, opts)
+	}
 	if err != nil {
 		st.send(Event{Type: "error", Error: err.Error(), Code: codeOf(err)})
 		return

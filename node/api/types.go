@@ -10,6 +10,7 @@ import (
 	"github.com/shoalnet/shoal/node/auth"
 	"github.com/shoalnet/shoal/transfer"
 	"github.com/shoalnet/shoal/transfer/manifest"
+	"github.com/shoalnet/shoal/transfer/seal"
 )
 
 // SocketName is the API socket's name in the home directory.
@@ -82,6 +83,9 @@ type ShareRequest struct {
 	Times bool `json:"times,omitempty"`
 	// Replicas asks the network's storers to keep this many copies.
 	Replicas int `json:"replicas,omitempty"`
+	// Encrypt shares a ciphertext copy under a new key; the done event
+	// carries the link (root#key), the only place the key is given.
+	Encrypt bool `json:"encrypt,omitempty"`
 }
 
 // FetchRequest asks the daemon to fetch a root to a path on its file
@@ -93,6 +97,8 @@ type FetchRequest struct {
 	Overwrite bool     `json:"overwrite,omitempty"`
 	Peers     []string `json:"peers,omitempty"` // multiaddrs with /p2p/<id>
 	NoDHT     bool     `json:"no_dht,omitempty"`
+	// Key decrypts an encrypted share (the part of its link after '#').
+	Key string `json:"key,omitempty"`
 }
 
 // ConnectRequest asks the daemon to dial a peer.
@@ -115,6 +121,8 @@ type Event struct {
 	Root string `json:"root,omitempty"`
 	Name string `json:"name,omitempty"`
 	Path string `json:"path,omitempty"`
+	// Link of an encrypted share (root#key), with "done".
+	Link string `json:"link,omitempty"`
 	// Error and its Code, with "error".
 	Error string `json:"error,omitempty"`
 	Code  string `json:"code,omitempty"`
@@ -159,6 +167,9 @@ var errorCodes = []struct {
 	{CodeBadRequest, node.ErrBadArgument},
 	{CodeUnknownRoot, node.ErrUnknownRoot},
 	{CodeNotPinned, node.ErrNotPinned},
+	{CodeSealed, node.ErrSealed},
+	{CodeWrongKey, seal.ErrWrongKey},
+	{CodeDamaged, seal.ErrDamaged},
 }
 
 // Error codes.
@@ -166,6 +177,9 @@ const (
 	CodeBadRequest  = "bad_request"
 	CodeUnknownRoot = "unknown_root"
 	CodeNotPinned   = "not_pinned"
+	CodeSealed      = "sealed"
+	CodeWrongKey    = "wrong_key"
+	CodeDamaged     = "damaged"
 	CodeNotFound    = "not_found"
 	CodeExists      = "exists"
 	CodeNoProviders = "no_providers"
