@@ -218,11 +218,14 @@ func TestFullStoreSkipped(t *testing.T) {
 			t.Fatalf("node %d holds a replica past its quota", i)
 		}
 	}
-	// The full members said so, if placement ever chose them.
-	st, err := nodes[0].Replicas(root)
-	if err != nil || st.Live != 3 || len(st.Repairing) != 0 {
-		t.Fatalf("%+v %v", st, err)
-	}
+	// The full members said so: the publisher's view, once their
+	// metadata and the holders' announcements reached it, places the
+	// members with room.
+	var st ReplicaStatus
+	waitFor(t, 30*time.Second, "the publisher to see three live copies", func() bool {
+		st, err = nodes[0].Replicas(root)
+		return err == nil && st.Live == 3 && len(st.Repairing) == 0
+	})
 	for _, h := range st.Placed {
 		if h.ID == nodes[1].ID() || h.ID == nodes[2].ID() {
 			t.Fatalf("a full member is placed: %+v", st.Placed)

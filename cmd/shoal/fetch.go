@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -48,9 +49,17 @@ func runFetch(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return fmt.Errorf("fetch takes one CID or link (got %d arguments)", c.NArg())
 	}
-	root, key, err := seal.ParseLink(c.Args().First())
+	arg := strings.TrimSpace(c.Args().First())
+	rootText, _, hasKey := strings.Cut(arg, "#")
+	root, err := parseRoot(rootText)
 	if err != nil {
 		return err
+	}
+	var key *seal.Key
+	if hasKey {
+		if _, key, err = seal.ParseLink(arg); err != nil {
+			return err
+		}
 	}
 	peers := c.StringSlice("peer")
 	if _, err := parsePeers(peers, "--peer"); err != nil {

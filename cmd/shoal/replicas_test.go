@@ -118,7 +118,7 @@ func TestReplicasCLI(t *testing.T) {
 	if _, errOut, err := shoal(t, homes[0], "unpin", root); err == nil || !strings.Contains(errOut, "not pinned") {
 		t.Fatalf("unpin twice: %v %s", err, errOut)
 	}
-	if _, errOut, err := shoal(t, homes[1], "pin", "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"); err == nil ||
+	if _, errOut, err := shoal(t, homes[0], "pin", "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"); err == nil ||
 		!strings.Contains(errOut, "no peer announced") {
 		t.Fatalf("pin of an unknown root: %v %s", err, errOut)
 	}
