@@ -6,8 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -142,4 +145,89 @@ func refuseSealed(m *manifest.Manifest) error {
 		return ErrSealed
 	}
 	return nil
+}
+
+// SealedReader reads a file of an encrypted share, decrypting it: an
+// io.ReadSeekCloser and io.ReaderAt over the plaintext. Reads wait only
+// for the chunks they need, as with Open.
+type SealedReader struct {
+	*io.SectionReader
+	r     *transfer.Reader
+	plain *seal.ReaderAt
+}
+
+// Name returns the file's path in the share.
+func (s *SealedReader) Name() string { return s.r.Name() }
+
+// ModTime returns the file's recorded modification time (zero if none).
+func (s *SealedReader) ModTime() time.Time { return s.r.ModTime() }
+
+// Close closes the ciphertext reader.
+func (s *SealedReader) Close() error { return s.r.Close() }
+
+// OpenDecrypted is Open for an encrypted share: it reads the file at path
+// of root and decrypts it with key. A wrong key fails the first read
+// with seal.ErrWrongKey.
+func (n *Node) OpenDecrypted(ctx context.Context, root cid.Cid, key seal.Key, path string) (*SealedReader, error) {
+	if err := CheckRoot(root); err != nil {
+		return nil, err
+	}
+	sf, err := n.ensureReadable(root)
+	if err != nil {
+		return nil, err
+	}
+	m, err := n.xfer.AwaitManifest(ctx, root)
+	if err != nil {
+		return nil, storeErr(ctx, sf, err)
+	}
+	if m.Seal != sealVersion {
+		n.dropUnwantedStoreFetch(root, sf)
+		if m.Seal == 0 {
+			return nil, fmt.Errorf("node: %s is not encrypted: read it without a key", root)
+		}
+		return nil, fmt.Errorf("node: %s is encrypted with format %d, this node reads %d (upgrade it)", root, m.Seal, sealVersion)
+	}
+	r, err := n.xfer.Open(ctx, root, path, transfer.OpenOptions{})
+	if err != nil {
+		return nil, storeErr(ctx, sf, err)
+	}
+	p, err := seal.NewReaderAt(r, r.Size(), key, r.Name(), m.ChunkSize)
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("node: %s: %w", root, err)
+	}
+	return &SealedReader{SectionReader: io.NewSectionReader(p, 0, p.Size()), r: r, plain: p}, nil
+}
+
+// ContentDecrypted is Content for an encrypted share: the manifest with
+// each file's plaintext size (its digests are left out: they are the
+// ciphertext's).
+func (n *Node) ContentDecrypted(ctx context.Context, root cid.Cid) (*manifest.Manifest, error) {
+	if err := CheckRoot(root); err != nil {
+		return nil, err
+	}
+	sf, err := n.ensureReadable(root)
+	if err != nil {
+		return nil, err
+	}
+	m, err := n.xfer.AwaitManifest(ctx, root)
+	if err != nil {
+		return nil, storeErr(ctx, sf, err)
+	}
+	if m.Seal != sealVersion {
+		return nil, fmt.Errorf("node: %s is not encrypted with a format this node reads (seal %d)", root, m.Seal)
+	}
+	out := *m
+	out.Digests, out.Size = nil, 0
+	out.Entries = slices.Clone(m.Entries)
+	for i, e := range out.Entries {
+		if e.Dir {
+			continue
+		}
+		if out.Entries[i].Size, err = seal.PlainSize(e.Size, m.ChunkSize); err != nil {
+			return nil, fmt.Errorf("node: %s: %s: %w", root, e.Path, err)
+		}
+		out.Size += out.Entries[i].Size
+	}
+	return &out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -81,6 +82,24 @@ func TestEncryptedShare(t *testing.T) {
 	}
 	if _, err := reader.Open(ctx, root, "small.txt"); !errors.Is(err, ErrSealed) {
 		t.Fatalf("open without the key: %v", err)
+	}
+	// Read while it arrives, decrypted, by a node that holds nothing yet.
+	reader2 := newTestNode(t, func(cfg *Config) {
+		cfg.Membership = fastMembers()
+		cfg.BootstrapPeers = []peer.AddrInfo{nodes[2].AddrInfo()}
+	})
+	waitFor(t, 30*time.Second, "the second reader to learn of the share", func() bool { return len(reader2.cat.Holders(root)) >= 2 })
+	sr, err := reader2.OpenDecrypted(ctx, root, key, "sub/big.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(sr)
+	sr.Close()
+	if err != nil || !bytes.Equal(got, big) || sr.Name() != "sub/big.txt" {
+		t.Fatalf("read decrypted: %d bytes, %v", len(got), err)
+	}
+	if m, err := reader2.ContentDecrypted(ctx, root); err != nil || m.Size != int64(len(big)+len(marker)) {
+		t.Fatalf("plaintext sizes: %v %v", m, err)
 	}
 	other, _ := seal.NewKey()
 	if _, err := reader.FetchDecrypted(ctx, root, other, dst, FetchOptions{}); !errors.Is(err, seal.ErrWrongKey) {

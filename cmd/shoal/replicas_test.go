@@ -193,4 +193,15 @@ func TestEncryptCLI(t *testing.T) {
 	if _, errOut, err := shoal(t, t.TempDir(), "fetch", root+"#notakey", "--peer", addr); err == nil || strings.Contains(errOut, "notakey") {
 		t.Fatalf("a malformed key: %v\n%s", err, errOut)
 	}
+	// cat through the daemon: with the link, without, with another key.
+	if got := mustShoal(t, home, "cat", link); got != plain {
+		t.Fatalf("cat LINK: %d bytes, want the plaintext", len(got))
+	}
+	if _, errOut, err := shoal(t, home, "cat", root); err == nil || !strings.Contains(errOut, "encrypted") {
+		t.Fatalf("cat without the key: %v\n%s", err, errOut)
+	}
+	zero := strings.Repeat("A", 43)
+	if out, errOut, err := shoal(t, home, "cat", root+"#"+zero); err == nil || !strings.Contains(errOut, "key") || out != "" {
+		t.Fatalf("cat with another key: %v, %d bytes out\n%s", err, len(out), errOut)
+	}
 }

@@ -326,8 +326,8 @@ func (c *Client) WatchMembers(ctx context.Context, fn func(membership.Event)) er
 // Cat returns the file at name in the share root ("" for a single-file
 // share) as the daemon reads it, while it arrives if it is not held there
 // yet. A directory is an error (wrapping transfer.ErrIsDir) that lists
-// its entries.
-func (c *Client) Cat(ctx context.Context, root, name string) (io.ReadCloser, error) {
+// its entries. key, if not empty, decrypts an encrypted share.
+func (c *Client) Cat(ctx context.Context, root, name, key string) (io.ReadCloser, error) {
 	u := "http://shoal/content/" + url.PathEscape(root)
 	if name = strings.Trim(name, "/"); name != "" {
 		u += "/" + (&url.URL{Path: name}).EscapedPath()
@@ -337,6 +337,9 @@ func (c *Client) Cat(ctx context.Context, root, name string) (io.ReadCloser, err
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
+	if key != "" {
+		req.Header.Set(KeyHeader, key)
+	}
 	resp, err := c.send(req)
 	if err != nil {
 		return nil, err

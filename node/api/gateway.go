@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 	"github.com/shoalnet/shoal/node"
 	"github.com/shoalnet/shoal/transfer"
 	"github.com/shoalnet/shoal/transfer/manifest"
+	"github.com/shoalnet/shoal/transfer/seal"
 )
 
 // The content gateway: GET /content/<root>/<path> serves a file of a
@@ -85,7 +87,21 @@ func (s *Server) content(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	m, err := s.n.Content(ctx, root)
+	var key *seal.Key
+	if kt := r.Header.Get(KeyHeader); kt != "" {
+		k, err := seal.ParseKey(kt)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%w: %s: %v", ErrBadRequest, KeyHeader, err))
+			return
+		}
+		key = &k
+	}
+	var m *manifest.Manifest
+	if key != nil {
+		m, err = s.n.ContentDecrypted(ctx, root)
+	} else {
+		m, err = s.n.Content(ctx, root)
+	}
 	if err != nil {
 		writeError(w, contentStatus(err), err)
 		return
@@ -109,7 +125,25 @@ func (s *Server) content(w http.ResponseWriter, r *http.Request) {
 		s.list(w, r, root, m, name)
 		return
 	}
-	f, err := s.n.Open(ctx, root, name)
+	var f contentFile
+	if key != nil {
+		var sf *node.SealedReader
+		if sf, err = s.n.OpenDecrypted(ctx, root, *key, name); err == nil {
+			f = sf
+			// A wrong key fails on the first segment: say so before
+			// the headers go, not as a cut body.
+			if sf.Size() > 0 {
+				var b [1]byte
+				if _, rerr := sf.ReadAt(b[:], 0); rerr != nil {
+					sf.Close()
+					writeError(w, contentStatus(rerr), rerr)
+					return
+				}
+			}
+		}
+	} else {
+		f, err = s.n.Open(ctx, root, name)
+	}
 	if err != nil {
 		writeError(w, contentStatus(err), err)
 		return
@@ -120,6 +154,9 @@ func (s *Server) content(w http.ResponseWriter, r *http.Request) {
 	// Escaped: an entity tag holds no spaces or quotes.
 	h.Set("ETag", `"`+root.String()+"/"+(&url.URL{Path: name}).EscapedPath()+`"`)
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	if key != nil {
+		h.Set("Cache-Control", "private, no-store") // plaintext of an encrypted share
+	}
 	if t := mime.TypeByExtension(path.Ext(f.Name())); t != "" {
 		h.Set("Content-Type", t)
 	}
@@ -129,6 +166,17 @@ func (s *Server) content(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, f.Name(), f.ModTime(), f)
 }
 
+// KeyHeader carries the key of an encrypted share (the part of its link
+// after '#') in a content request: the gateway decrypts the file.
+const KeyHeader = "Shoal-Key"
+
+// contentFile is a file of a share being read: Open's or OpenDecrypted's.
+type contentFile interface {
+	io.ReadSeekCloser
+	Name() string
+	ModTime() time.Time
+}
+
 // contentStatus is the HTTP status of a content error.
 func contentStatus(err error) int {
 	switch {
@@ -136,6 +184,8 @@ func contentStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, transfer.ErrNoProviders):
 		return http.StatusBadGateway
+	case errors.Is(err, node.ErrSealed), errors.Is(err, seal.ErrWrongKey):
+		return http.StatusUnauthorized
 	case errors.Is(err, transfer.ErrDenied), errors.Is(err, node.ErrRefused), errors.Is(err, ErrReadOnly):
 		return http.StatusForbidden
 	case errors.Is(err, node.ErrNotRoot):

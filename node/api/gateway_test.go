@@ -190,7 +190,7 @@ func TestContentGateway(t *testing.T) {
 	}
 
 	// The CLI's client reads the same bytes over the socket.
-	rd, err := b.c.Cat(context.Background(), root, "sub dir/big.bin")
+	rd, err := b.c.Cat(context.Background(), root, "sub dir/big.bin", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestContentGateway(t *testing.T) {
 	if err != nil || !bytes.Equal(got, big) {
 		t.Errorf("Cat: %d bytes, %v", len(got), err)
 	}
-	if _, err := b.c.Cat(context.Background(), root, "sub dir"); !errors.Is(err, transfer.ErrIsDir) || !strings.Contains(err.Error(), "big.bin") {
+	if _, err := b.c.Cat(context.Background(), root, "sub dir", ""); !errors.Is(err, transfer.ErrIsDir) || !strings.Contains(err.Error(), "big.bin") {
 		t.Errorf("Cat of a directory: %v", err)
 	}
 }
