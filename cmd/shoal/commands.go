@@ -194,8 +194,10 @@ func lsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ls",
 		Usage: "list the shares known in the network (the catalog)",
-		Description: "One line per (share, publisher), newest first. JSON: an array of\n" +
-			"{\"root\", \"name\", \"size\", \"files\", \"publisher\", \"time\"}.",
+		Description: "One line per (share, publisher), newest first. COPIES is the number\n" +
+			"of replicas the publisher asks for (\"asks N\" when it holds no copy itself:\n" +
+			"a pin). JSON: an array of {\"root\", \"name\", \"size\", \"files\",\n" +
+			"\"publisher\", \"time\", \"replicas\", \"not_held\"}.",
 		Flags: []cli.Flag{jsonFlag},
 		Action: withClient(func(c *cli.Context, cl *api.Client) error {
 			entries, err := cl.Catalog(c.Context)
@@ -206,9 +208,16 @@ func lsCommand() *cli.Command {
 				return printJSON(c.App.Writer, entries)
 			}
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ROOT\tNAME\tSIZE\tFILES\tPUBLISHER\tANNOUNCED")
+			fmt.Fprintln(tw, "ROOT\tNAME\tSIZE\tFILES\tCOPIES\tPUBLISHER\tANNOUNCED")
 			for _, e := range entries {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", e.Root, e.Name, size(e.Size), e.Files,
+				copies := "-"
+				switch {
+				case e.NotHeld:
+					copies = fmt.Sprintf("asks %d", e.Replicas)
+				case e.Replicas > 0:
+					copies = fmt.Sprint(e.Replicas)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.Root, e.Name, size(e.Size), e.Files, copies,
 					shortID(e.Publisher.String()), e.Time.Local().Format(time.DateTime))
 			}
 			return tw.Flush()
