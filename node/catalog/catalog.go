@@ -77,8 +77,8 @@ type Catalog struct {
 	closed bool
 	notify *network.NotifyBundle
 
-	wantMu  sync.Mutex
-	wants   map[string]map[peer.ID]Entry // current entries asking for replicas, by root
+	idxMu   sync.Mutex
+	idx     map[string]map[peer.ID]Entry // standing (not withdrawn) entries, by root
 	changed chan struct{}                // a token when an entry was stored
 }
 
@@ -102,8 +102,8 @@ func New(h host.Host, ps *pubsub.PubSub, db *bolt.DB, key crypto.PrivKey, cfg Co
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
 	c := &Catalog{h: h, db: db, key: key, cfg: cfg, log: cfg.Logger, ps: ps, synced: make(map[peer.ID]time.Time),
-		wants: make(map[string]map[peer.ID]Entry), changed: make(chan struct{}, 1)}
-	if err := c.loadWants(); err != nil {
+		idx: make(map[string]map[peer.ID]Entry), changed: make(chan struct{}, 1)}
+	if err := c.loadIndex(); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
 	name := Topic(cfg.Network)
@@ -251,7 +251,7 @@ func (c *Catalog) store(data []byte) (bool, error) {
 		return b.Put(key, data)
 	})
 	if stored && err == nil {
-		c.indexWant(e)
+		c.index(e)
 		select {
 		case c.changed <- struct{}{}:
 		default:
@@ -260,37 +260,37 @@ func (c *Catalog) store(data []byte) (bool, error) {
 	return stored, err
 }
 
-// loadWants builds the index of entries asking for replicas.
-func (c *Catalog) loadWants() error {
+// loadIndex builds the in-memory index of the standing entries (each
+// decoded, and its signature checked, once).
+func (c *Catalog) loadIndex() error {
 	return c.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucket).ForEach(func(_, v []byte) error {
 			if e, err := Decode(v); err == nil {
-				c.indexWant(e)
+				c.index(e)
 			}
 			return nil
 		})
 	})
 }
 
-// indexWant records e, the newest entry of its root and publisher, in the
-// index of wants.
-func (c *Catalog) indexWant(e Entry) {
-	c.wantMu.Lock()
-	defer c.wantMu.Unlock()
+// index records e, the newest entry of its root and publisher.
+func (c *Catalog) index(e Entry) {
+	c.idxMu.Lock()
+	defer c.idxMu.Unlock()
 	k := e.Root.KeyString()
-	if e.Removed || e.Replicas <= 0 {
-		if m := c.wants[k]; m != nil {
+	if e.Removed {
+		if m := c.idx[k]; m != nil {
 			delete(m, e.Publisher)
 			if len(m) == 0 {
-				delete(c.wants, k)
+				delete(c.idx, k)
 			}
 		}
 		return
 	}
-	if c.wants[k] == nil {
-		c.wants[k] = make(map[peer.ID]Entry)
+	if c.idx[k] == nil {
+		c.idx[k] = make(map[peer.ID]Entry)
 	}
-	c.wants[k][e.Publisher] = e
+	c.idx[k][e.Publisher] = e
 }
 
 // Want is a root that publishers ask the network to keep copies of.
@@ -303,16 +303,20 @@ type Want struct {
 
 // Wants returns every root some current entry asks replicas of.
 func (c *Catalog) Wants() []Want {
-	c.wantMu.Lock()
+	c.idxMu.Lock()
 	var entries [][]Entry
-	for _, m := range c.wants {
+	for _, m := range c.idx {
 		var es []Entry
 		for _, e := range m {
-			es = append(es, e)
+			if e.Replicas > 0 {
+				es = append(es, e)
+			}
 		}
-		entries = append(entries, es)
+		if len(es) > 0 {
+			entries = append(entries, es)
+		}
 	}
-	c.wantMu.Unlock()
+	c.idxMu.Unlock()
 	var out []Want
 	for _, es := range entries {
 		if w, ok := c.want(es); ok {
@@ -325,12 +329,7 @@ func (c *Catalog) Wants() []Want {
 
 // WantOf returns what is asked of root (Replicas 0: nothing).
 func (c *Catalog) WantOf(root cid.Cid) Want {
-	c.wantMu.Lock()
-	var es []Entry
-	for _, e := range c.wants[root.KeyString()] {
-		es = append(es, e)
-	}
-	c.wantMu.Unlock()
+	es := c.current(root)
 	w, _ := c.want(es)
 	w.Root = root
 	return w
@@ -442,21 +441,16 @@ func (c *Catalog) Latest(root cid.Cid) (Entry, bool) {
 	return out, out.Root.Defined()
 }
 
-// current returns the announcements of root that stand: not withdrawn, and
-// from publishers still admitted.
+// current returns the announcements of root that stand: not withdrawn,
+// and from publishers still admitted.
 func (c *Catalog) current(root cid.Cid) []Entry {
+	c.idxMu.Lock()
 	var out []Entry
-	prefix := root.Bytes()
-	_ = c.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucket).Cursor()
-		for k, v := cur.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = cur.Next() {
-			if e, err := Decode(v); err == nil && !e.Removed && e.Root.Equals(root) && c.stillAdmitted(e) {
-				out = append(out, e)
-			}
-		}
-		return nil
-	})
-	return out
+	for _, e := range c.idx[root.KeyString()] {
+		out = append(out, e)
+	}
+	c.idxMu.Unlock()
+	return slices.DeleteFunc(out, func(e Entry) bool { return !c.stillAdmitted(e) })
 }
 
 func (c *Catalog) reannounceLoop() {
