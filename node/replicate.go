@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/shoalnet/shoal/node/auth"
 	"github.com/shoalnet/shoal/node/catalog"
 	"github.com/shoalnet/shoal/node/membership"
 	"github.com/shoalnet/shoal/node/replica"
@@ -131,6 +132,10 @@ func (r *replicator) poke() {
 // run checks placement whenever the catalog or the membership changes,
 // and every Interval, until the node closes.
 func (r *replicator) run() {
+	if r.cfg.Storer && r.n.access.closed() && r.n.needRole(auth.RolePublisher) != nil {
+		r.n.log.Warn("this storer cannot announce the copies it holds: in a closed network that takes a publisher token; "+
+			"other members will not count its copies", "fix", "shoal token issue --role publisher --peer "+r.n.h.ID().String())
+	}
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	for {
