@@ -138,19 +138,18 @@ func repairCmd(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "failed\tcopies lost\tdetected (median)\trestored (median, range)\ttraffic / lost (median, range)\n")
+	fmt.Fprintf(tw, "failed\tcopies lost (median)\tdetected (median)\trestored (median, range)\ttraffic / lost (median, range)\n")
 	for _, f := range fails {
-		var det, rest, traffic []float64
-		lost := 0
+		var det, rest, traffic, lost []float64
 		for _, r := range res.Runs {
 			if r.Failures == f {
 				det, rest, traffic = append(det, r.DetectSeconds), append(rest, r.RestoreSeconds), append(traffic, r.Traffic)
-				lost = r.LostReplicas
+				lost = append(lost, float64(r.LostReplicas))
 			}
 		}
 		rlo, rhi := spread(rest)
 		tlo, thi := spread(traffic)
-		fmt.Fprintf(tw, "%d\t%d\t%.2fs\t%.2fs (%.2f-%.2f)\t%.3f (%.3f-%.3f)\n", f, lost, median(det), median(rest), rlo, rhi, median(traffic), tlo, thi)
+		fmt.Fprintf(tw, "%d\t%.0f\t%.2fs\t%.2fs (%.2f-%.2f)\t%.3f (%.3f-%.3f)\n", f, median(lost), median(det), median(rest), rlo, rhi, median(traffic), tlo, thi)
 	}
 	tw.Flush()
 	if *jsonPath != "" {
