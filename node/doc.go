@@ -26,6 +26,20 @@
 // and then served like any fetched share; Unshare deletes it there, and
 // never deletes files shared in place.
 //
+// Replication: ShareOptions.Replicas and Pin ask the network to keep N
+// copies of a root on the members that store for others
+// (Config.Replication.Storer). Every node places them by rendezvous
+// hashing over the live storers of its own membership view, and fetches
+// into its store what is placed on it (replicate.go); a copy no longer
+// placed is released after a grace period once the placed members hold
+// the root. Replicas reports what the network holds; Store and
+// CollectGarbage manage the store (store.go, pins.go).
+//
+// Encryption at rest: ShareEncrypted encrypts a file or directory with a
+// new key (package transfer/seal) into the store and shares the
+// ciphertext; FetchDecrypted and OpenDecrypted read it with the key.
+// Fetch, Open and Content refuse an encrypted share with ErrSealed.
+//
 // The home directory holds the identity key (identity.key, mode 0600), the
 // state database (state.db), the store and, for the daemon, config.toml
 // and api.sock.
