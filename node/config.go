@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/shoalnet/shoal/node/auth"
@@ -57,6 +58,10 @@ type Config struct {
 	Token auth.Token
 	// Version is announced in the member metadata.
 	Version string
+	// CatalogSyncInterval is the catalog's anti-entropy period: this often
+	// the node pulls a random peer's catalog, which repairs announcements
+	// gossip dropped. Default 30s.
+	CatalogSyncInterval time.Duration
 	// Membership tunes failure detection (its Network and Meta are set by
 	// the node).
 	Membership membership.Config
@@ -64,7 +69,12 @@ type Config struct {
 	Transfer transfer.Config
 	// Replication makes the node a storer of replicas and tunes repairs.
 	Replication ReplicationConfig
-	// Libp2pOptions are appended to the host's options (they win).
+	// ConnectionGater, if set, is consulted after the node's own gater
+	// (which refuses peers that failed a closed network's token exchange):
+	// a connection must pass both. Use it to keep addresses or peers out.
+	ConnectionGater connmgr.ConnectionGater
+	// Libp2pOptions are appended to the host's options (they win; a
+	// ConnectionGater among them replaces the node's: use ConnectionGater).
 	Libp2pOptions []libp2p.Option
 	// Logger receives the node's logs. Default: discard.
 	Logger *slog.Logger

@@ -2,9 +2,13 @@ package node
 
 import (
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/shoalnet/shoal/node/catalog"
 	"github.com/shoalnet/shoal/node/membership"
@@ -49,4 +53,36 @@ func resourceManager() (network.ResourceManager, error) {
 			rcmgr.BaseLimitIncrease{})
 	}
 	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+}
+
+// bothGaters admits what both gaters admit; second may be nil.
+type bothGaters struct {
+	first  connmgr.ConnectionGater
+	second connmgr.ConnectionGater
+}
+
+func (g bothGaters) InterceptPeerDial(p peer.ID) bool {
+	return g.first.InterceptPeerDial(p) && (g.second == nil || g.second.InterceptPeerDial(p))
+}
+
+func (g bothGaters) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
+	return g.first.InterceptAddrDial(p, a) && (g.second == nil || g.second.InterceptAddrDial(p, a))
+}
+
+func (g bothGaters) InterceptAccept(c network.ConnMultiaddrs) bool {
+	return g.first.InterceptAccept(c) && (g.second == nil || g.second.InterceptAccept(c))
+}
+
+func (g bothGaters) InterceptSecured(d network.Direction, p peer.ID, c network.ConnMultiaddrs) bool {
+	return g.first.InterceptSecured(d, p, c) && (g.second == nil || g.second.InterceptSecured(d, p, c))
+}
+
+func (g bothGaters) InterceptUpgraded(c network.Conn) (bool, control.DisconnectReason) {
+	if ok, r := g.first.InterceptUpgraded(c); !ok {
+		return ok, r
+	}
+	if g.second == nil {
+		return true, 0
+	}
+	return g.second.InterceptUpgraded(c)
 }

@@ -258,7 +258,7 @@ func (n *Node) startGossip() (func() error, error) {
 	n.ps = ps
 	cat, err := catalog.New(n.h, ps, n.db, n.key, catalog.Config{
 		Network: n.cfg.Network, Logger: n.cfg.Logger,
-		Admit: acc.admitPublisher, Token: acc.tokenBytes,
+		Admit: acc.admitPublisher, Token: acc.tokenBytes, SyncInterval: n.cfg.CatalogSyncInterval,
 	})
 	if err != nil {
 		n.cancel()
@@ -418,7 +418,7 @@ func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *access.Gater) (hos
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionManager(cm),
-		libp2p.ConnectionGater(g),
+		libp2p.ConnectionGater(bothGaters{g, cfg.ConnectionGater}),
 	}
 	opts = append(opts, transports...)
 	opts = append(opts, cfg.Libp2pOptions...)

@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/shoalnet/shoal/node/membership"
 	"github.com/shoalnet/shoal/node/replica"
@@ -56,6 +59,7 @@ func replCluster(t *testing.T, n int, edit func(i int, cfg *Config)) []*Node {
 
 func replConfig(cfg *Config) {
 	cfg.Membership = fastMembers()
+	cfg.CatalogSyncInterval = 500 * time.Millisecond
 	cfg.Replication = ReplicationConfig{Storer: true, Grace: 2 * time.Second, Interval: 300 * time.Millisecond}
 }
 
@@ -248,8 +252,11 @@ func storeCopies(nodes []*Node, root cid.Cid) []*Node {
 // afterwards the surplus copies are released, leaving exactly the wanted
 // count on the placed members.
 func TestPartitionHealsWithoutSurplus(t *testing.T) {
+	gaters := make([]*splitGater, 8)
 	nodes := replCluster(t, 8, func(i int, cfg *Config) {
 		cfg.Replication.Storer = i != 0 // the publisher holds its original only
+		gaters[i] = &splitGater{}
+		cfg.ConnectionGater = gaters[i]
 	})
 	pub := nodes[0]
 	src := randomFile(t, t.TempDir(), "data.bin", 2<<20+3)
@@ -281,12 +288,12 @@ func TestPartitionHealsWithoutSurplus(t *testing.T) {
 			sideA = append(sideA, n)
 		}
 	}
-	const split = 8 * time.Second
-	for _, a := range sideA {
-		for _, b := range sideB {
-			a.access.gater.Refuse(b.ID(), split)
-			b.access.gater.Refuse(a.ID(), split)
-		}
+	side := make(map[peer.ID]int)
+	for _, b := range sideB {
+		side[b.ID()] = 1
+	}
+	for i, g := range gaters {
+		g.split(nodes[i].ID(), side)
 	}
 	for _, a := range sideA {
 		for _, b := range sideB {
@@ -301,8 +308,11 @@ func TestPartitionHealsWithoutSurplus(t *testing.T) {
 		return len(storeCopies(sideA, root)) >= 3
 	})
 
-	// Healed (the refusals run out): everyone is alive again, and the
-	// copies come back to exactly three, on the placed members.
+	// Healed: everyone is alive again, and the copies come back to
+	// exactly three, on the placed members.
+	for _, g := range gaters {
+		g.heal()
+	}
 	waitFor(t, 60*time.Second, "the partition to heal", func() bool {
 		for _, n := range nodes {
 			if countState(n, membership.Alive) != len(nodes) {
@@ -414,3 +424,36 @@ func TestStoreCollectsForReplicas(t *testing.T) {
 		t.Fatalf("gc took %+v (%v)", c, err)
 	}
 }
+
+// splitGater keeps the two sides of a partition apart while it is on.
+type splitGater struct {
+	mu   sync.Mutex
+	self peer.ID
+	side map[peer.ID]int // 0 or 1; nil: no partition
+}
+
+func (g *splitGater) split(self peer.ID, side map[peer.ID]int) {
+	g.mu.Lock()
+	g.self, g.side = self, side
+	g.mu.Unlock()
+}
+
+func (g *splitGater) heal() {
+	g.mu.Lock()
+	g.side = nil
+	g.mu.Unlock()
+}
+
+func (g *splitGater) blocked(p peer.ID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.side != nil && g.side[p] != g.side[g.self]
+}
+
+func (g *splitGater) InterceptPeerDial(p peer.ID) bool                 { return !g.blocked(p) }
+func (g *splitGater) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return !g.blocked(p) }
+func (g *splitGater) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
+func (g *splitGater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return !g.blocked(p)
+}
+func (g *splitGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -50,6 +51,14 @@ type Config struct {
 	Admit func(Entry) error
 	// Token is presented in this node's own announcements.
 	Token func() []byte
+	// SyncInterval is the anti-entropy period: this often the catalog
+	// pulls the catalog of one peer chosen at random, so that an
+	// announcement gossip dropped arrives within a few periods. Default
+	// 30s.
+	SyncInterval time.Duration
+	// SyncPeers, if set, lists the peers to choose from (the members this
+	// node knows alive); default: the connected peers.
+	SyncPeers func() []peer.ID
 	// Logger receives the catalog's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -92,6 +101,9 @@ func New(h host.Host, ps *pubsub.PubSub, db *bolt.DB, key crypto.PrivKey, cfg Co
 	if cfg.ReannounceInterval <= 0 {
 		cfg.ReannounceInterval = 10 * time.Minute
 	}
+	if cfg.SyncInterval <= 0 {
+		cfg.SyncInterval = 30 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -127,7 +139,7 @@ func New(h host.Host, ps *pubsub.PubSub, db *bolt.DB, key crypto.PrivKey, cfg Co
 		c.pullSoon(conn.RemotePeer())
 	}}
 	h.Network().Notify(c.notify)
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go func() {
 		defer c.wg.Done()
 		c.receive()
@@ -136,7 +148,42 @@ func New(h host.Host, ps *pubsub.PubSub, db *bolt.DB, key crypto.PrivKey, cfg Co
 		defer c.wg.Done()
 		c.reannounceLoop()
 	}()
+	go func() {
+		defer c.wg.Done()
+		c.syncLoop()
+	}()
 	return c, nil
+}
+
+// syncLoop pulls one random peer's catalog every SyncInterval: gossip
+// may drop an announcement (a peer that was not yet subscribed, a full
+// queue), and this repairs it without waiting for the next reannounce.
+func (c *Catalog) syncLoop() {
+	t := time.NewTicker(c.cfg.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		var peers []peer.ID
+		if c.cfg.SyncPeers != nil {
+			peers = c.cfg.SyncPeers()
+		} else {
+			peers = c.h.Network().Peers()
+		}
+		peers = slices.DeleteFunc(peers, func(p peer.ID) bool { return p == c.h.ID() })
+		if len(peers) == 0 {
+			continue
+		}
+		p := peers[rand.IntN(len(peers))]
+		ctx, cancel := context.WithTimeout(c.ctx, min(c.cfg.SyncInterval, 30*time.Second))
+		if err := c.Sync(ctx, p); err != nil {
+			c.log.Debug("catalog: anti-entropy sync", "peer", p, "err", err)
+		}
+		cancel()
+	}
 }
 
 // Close leaves the topic and waits for the catalog's goroutines. It may be
