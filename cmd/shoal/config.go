@@ -36,8 +36,9 @@ type fileConfig struct {
 	APIListen   string   `toml:"api_listen"`
 	MaxUploads  int      `toml:"max_uploads"`
 	MaxFetches  int      `toml:"max_fetches"`
-	// Membership.
+	// Membership and the catalog's anti-entropy.
 	ProbeInterval string `toml:"probe_interval"`
+	CatalogSync   string `toml:"catalog_sync"`
 	// Replication.
 	Storer       bool   `toml:"storer"`
 	StoreQuota   string `toml:"store_quota"`
@@ -56,6 +57,7 @@ func defaultFileConfig(network string) fileConfig {
 		MaxUploads:    node.DefaultConfig().Transfer.MaxUploads,
 		MaxFetches:    node.DefaultConfig().Transfer.MaxFetches,
 		ProbeInterval: "1s",
+		CatalogSync:   "30s",
 		StoreQuota:    "0",
 		ReplicaGrace:  "10m",
 		Repairs:       2,
@@ -82,6 +84,8 @@ const configHeader = `# shoal daemon configuration. Flags given to "shoal daemon
 # max_fetches   fetches run at once; more wait for a slot
 # probe_interval  failure detection period: a crashed member is declared dead
 #               within about 10 periods (a few more in large networks)
+# catalog_sync  how often the catalog of a random peer is pulled, to repair
+#               announcements gossip dropped
 # storer        keep replicas for the network (share --replicas, shoal pin)
 # store_quota   most the store may hold (replicas and content kept for
 #               reading), such as 500GiB or 2TB; 0 is no quota but the disk;
@@ -199,6 +203,13 @@ func (c fileConfig) nodeConfig(home string) (node.Config, error) {
 		}
 		cfg.Membership.ProbeInterval = d
 		cfg.Membership.ProbeTimeout = min(cfg.Membership.ProbeTimeout, d/2)
+	}
+	if c.CatalogSync != "" {
+		d, err := time.ParseDuration(c.CatalogSync)
+		if err != nil || d < 100*time.Millisecond {
+			return cfg, fmt.Errorf("catalog_sync %q: want a duration of 100ms or more, such as 30s", c.CatalogSync)
+		}
+		cfg.CatalogSyncInterval = d
 	}
 	cfg.Replication.Storer = c.Storer
 	if c.StoreQuota != "" {

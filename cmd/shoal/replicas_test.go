@@ -55,7 +55,7 @@ func TestReplicasCLI(t *testing.T) {
 	for i := range homes {
 		homes[i] = t.TempDir()
 		mustShoal(t, homes[i], "init")
-		kv := map[string]string{"probe_interval": `"200ms"`, "replica_grace": `"1s"`}
+		kv := map[string]string{"probe_interval": `"200ms"`, "replica_grace": `"1s"`, "catalog_sync": `"1s"`}
 		if i > 0 {
 			kv["storer"] = "true"
 		}
