@@ -91,6 +91,9 @@ func (n *Node) FetchDecrypted(ctx context.Context, root cid.Cid, key seal.Key, d
 	if err := CheckRoot(root); err != nil {
 		return nil, err
 	}
+	if _, err := os.Lstat(dst); err == nil && !opts.IntoDir && !opts.Overwrite {
+		return nil, fmt.Errorf("%w: %s", transfer.ErrExists, dst) // before fetching anything
+	}
 	var res *transfer.Result
 	if sh, ok := n.heldShare(root); ok {
 		// The ciphertext is here already (this node's own share, a

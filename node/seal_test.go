@@ -14,6 +14,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/shoalnet/shoal/transfer"
 	"github.com/shoalnet/shoal/transfer/seal"
 )
 
@@ -111,6 +112,9 @@ func TestEncryptedShare(t *testing.T) {
 	res, err := reader.FetchDecrypted(ctx, root, key, dst, FetchOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := reader.FetchDecrypted(ctx, root, key, dst, FetchOptions{}); !errors.Is(err, transfer.ErrExists) {
+		t.Fatalf("fetch onto an existing destination: %v", err)
 	}
 	sameFile(t, filepath.Join(src, "sub", "big.txt"), filepath.Join(res.Path, "sub", "big.txt"))
 	sameFile(t, filepath.Join(src, "small.txt"), filepath.Join(res.Path, "small.txt"))
