@@ -38,23 +38,39 @@ type storeFetch struct {
 // share until Unshare removes it. ctx bounds the wait for the manifest
 // and the reader's reads, not that fetch.
 func (n *Node) Open(ctx context.Context, root cid.Cid, path string) (*transfer.Reader, error) {
-	if err := CheckRoot(root); err != nil {
-		return nil, err
-	}
-	sf, err := n.ensureReadable(root)
+	_, sf, err := n.readable(ctx, root, false)
 	if err != nil {
-		return nil, err
-	}
-	m, err := n.xfer.AwaitManifest(ctx, root)
-	if err != nil {
-		return nil, storeErr(ctx, sf, err)
-	}
-	if err := refuseSealed(m); err != nil {
-		n.dropUnwantedStoreFetch(root, sf)
 		return nil, err
 	}
 	r, err := n.xfer.Open(ctx, root, path, transfer.OpenOptions{})
 	return r, storeErr(ctx, sf, err)
+}
+
+// readable makes root readable here (see ensureReadable) and waits for
+// its manifest, which must be encrypted if sealed is set and must not be
+// otherwise; it returns the store fetch of root, if any. A share of the
+// wrong kind stops the store fetch it started.
+func (n *Node) readable(ctx context.Context, root cid.Cid, sealed bool) (*manifest.Manifest, *storeFetch, error) {
+	if err := CheckRoot(root); err != nil {
+		return nil, nil, err
+	}
+	sf, err := n.ensureReadable(root)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := n.xfer.AwaitManifest(ctx, root)
+	if err != nil {
+		return nil, sf, storeErr(ctx, sf, err)
+	}
+	check := refuseSealed
+	if sealed {
+		check = func(m *manifest.Manifest) error { return checkSeal(root, m) }
+	}
+	if err := check(m); err != nil {
+		n.dropUnwantedStoreFetch(root, sf)
+		return nil, sf, err
+	}
+	return m, sf, nil
 }
 
 // dropUnwantedStoreFetch stops a fetch into the store that a read of an
@@ -72,21 +88,8 @@ func (n *Node) dropUnwantedStoreFetch(root cid.Cid, sf *storeFetch) {
 // fetch into the store as Open does when root is neither held here nor
 // being fetched.
 func (n *Node) Content(ctx context.Context, root cid.Cid) (*manifest.Manifest, error) {
-	if err := CheckRoot(root); err != nil {
-		return nil, err
-	}
-	sf, err := n.ensureReadable(root)
-	if err != nil {
-		return nil, err
-	}
-	m, err := n.xfer.AwaitManifest(ctx, root)
-	if err == nil {
-		if err := refuseSealed(m); err != nil {
-			n.dropUnwantedStoreFetch(root, sf)
-			return nil, err
-		}
-	}
-	return m, storeErr(ctx, sf, err)
+	m, _, err := n.readable(ctx, root, false)
+	return m, err
 }
 
 // Holds reports whether root can be read here without a new fetch: it is

@@ -29,6 +29,9 @@ import (
 // ErrSealed: the share is encrypted; reading it needs its key.
 var ErrSealed = errors.New("node: the share is encrypted: fetch it with its link (CID#key)")
 
+// ErrNotSealed: a key was given for a share that is not encrypted.
+var ErrNotSealed = errors.New("node: not an encrypted share")
+
 // sealVersion is the seal format this node writes and reads.
 const sealVersion = 1
 
@@ -118,11 +121,8 @@ func (n *Node) FetchDecrypted(ctx context.Context, root cid.Cid, key seal.Key, d
 		}
 	}
 	m := res.Manifest
-	if m.Seal != sealVersion {
-		if m.Seal == 0 {
-			return nil, fmt.Errorf("node: %s is not encrypted: fetch it without a key", root)
-		}
-		return nil, fmt.Errorf("node: %s is encrypted with format %d, this node reads %d (upgrade it)", root, m.Seal, sealVersion)
+	if err := checkSeal(root, m); err != nil {
+		return nil, err
 	}
 	if opts.IntoDir {
 		dst = filepath.Join(dst, m.Name)
@@ -140,6 +140,17 @@ func (n *Node) FetchDecrypted(ctx context.Context, root cid.Cid, key seal.Key, d
 	}
 	res.Path = dst
 	return res, nil
+}
+
+// checkSeal is the manifest check of fetches and reads with a key.
+func checkSeal(root cid.Cid, m *manifest.Manifest) error {
+	switch m.Seal {
+	case sealVersion:
+		return nil
+	case 0:
+		return fmt.Errorf("%w: %s is not encrypted: read it without a key", ErrNotSealed, root)
+	}
+	return fmt.Errorf("node: %s is encrypted with format %d, this node reads %d (upgrade it)", root, m.Seal, sealVersion)
 }
 
 // refuseSealed is the manifest check of fetches and reads without a key.
@@ -172,23 +183,9 @@ func (s *SealedReader) Close() error { return s.r.Close() }
 // of root and decrypts it with key. A wrong key fails the first read
 // with seal.ErrWrongKey.
 func (n *Node) OpenDecrypted(ctx context.Context, root cid.Cid, key seal.Key, path string) (*SealedReader, error) {
-	if err := CheckRoot(root); err != nil {
-		return nil, err
-	}
-	sf, err := n.ensureReadable(root)
+	m, sf, err := n.readable(ctx, root, true)
 	if err != nil {
 		return nil, err
-	}
-	m, err := n.xfer.AwaitManifest(ctx, root)
-	if err != nil {
-		return nil, storeErr(ctx, sf, err)
-	}
-	if m.Seal != sealVersion {
-		n.dropUnwantedStoreFetch(root, sf)
-		if m.Seal == 0 {
-			return nil, fmt.Errorf("node: %s is not encrypted: read it without a key", root)
-		}
-		return nil, fmt.Errorf("node: %s is encrypted with format %d, this node reads %d (upgrade it)", root, m.Seal, sealVersion)
 	}
 	r, err := n.xfer.Open(ctx, root, path, transfer.OpenOptions{})
 	if err != nil {
@@ -206,19 +203,9 @@ func (n *Node) OpenDecrypted(ctx context.Context, root cid.Cid, key seal.Key, pa
 // each file's plaintext size (its digests are left out: they are the
 // ciphertext's).
 func (n *Node) ContentDecrypted(ctx context.Context, root cid.Cid) (*manifest.Manifest, error) {
-	if err := CheckRoot(root); err != nil {
-		return nil, err
-	}
-	sf, err := n.ensureReadable(root)
+	m, _, err := n.readable(ctx, root, true)
 	if err != nil {
 		return nil, err
-	}
-	m, err := n.xfer.AwaitManifest(ctx, root)
-	if err != nil {
-		return nil, storeErr(ctx, sf, err)
-	}
-	if m.Seal != sealVersion {
-		return nil, fmt.Errorf("node: %s is not encrypted with a format this node reads (seal %d)", root, m.Seal)
 	}
 	out := *m
 	out.Digests, out.Size = nil, 0
