@@ -166,8 +166,7 @@ func refuseSealed(m *manifest.Manifest) error {
 // for the chunks they need, as with Open.
 type SealedReader struct {
 	*io.SectionReader
-	r     *transfer.Reader
-	plain *seal.ReaderAt
+	r *transfer.Reader
 }
 
 // Name returns the file's path in the share.
@@ -196,7 +195,7 @@ func (n *Node) OpenDecrypted(ctx context.Context, root cid.Cid, key seal.Key, pa
 		r.Close()
 		return nil, fmt.Errorf("node: %s: %w", root, err)
 	}
-	return &SealedReader{SectionReader: io.NewSectionReader(p, 0, p.Size()), r: r, plain: p}, nil
+	return &SealedReader{SectionReader: io.NewSectionReader(p, 0, p.Size()), r: r}, nil
 }
 
 // ContentDecrypted is Content for an encrypted share: the manifest with
