@@ -74,8 +74,11 @@ func TestServeTreeCancel(t *testing.T) {
 	}
 	// The server reads in order: once the get-block after the cancel is
 	// taken, the cancel is recorded, with the writer at most a buffer
-	// (256 KiB) ahead of what was read.
-	send(t, w, wire.Msg{Type: wire.TCancel, Index: 1}, wire.Msg{Type: wire.TGetBlock, ID: 5, CID: rec.Root})
+	// (256 KiB) ahead of what was read. Two writes: the pipe hands over
+	// the get-block only when the server reads again, after the cancel
+	// (one write could reach it in one read, before the cancel counts).
+	send(t, w, wire.Msg{Type: wire.TCancel, Index: 1})
+	send(t, w, wire.Msg{Type: wire.TGetBlock, ID: 5, CID: rec.Root})
 	parts := 0
 	for {
 		msg, err := nextNotPeers(r)
