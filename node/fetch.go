@@ -115,6 +115,9 @@ func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts Fe
 	return func() (*transfer.Result, error) {
 		res, err := p.Wait()
 		stop()
+		if err == nil {
+			n.metrics.fetchTime.Observe(time.Since(started).Seconds())
+		}
 		if err != nil {
 			if errors.Is(err, transfer.ErrNoProviders) {
 				if refs := n.access.refusedSince(started); len(refs) > 0 {

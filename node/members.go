@@ -96,6 +96,9 @@ func (n *Node) watchMembers(events <-chan membership.Event) {
 			// meanwhile did not reach this side.
 			n.syncCatalogSoon(e.Member.ID)
 		}
+		if e.Member.State != e.Prev {
+			n.metrics.transitions.WithLabelValues(e.Member.State.String()).Inc()
+		}
 		if e.Member.State != e.Prev || e.Member.Meta.Storer {
 			n.repl.poke()
 		}

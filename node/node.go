@@ -27,6 +27,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/shoalnet/shoal/dht"
@@ -76,7 +77,8 @@ type Node struct {
 	storeMu sync.Mutex
 	stores  map[string]*storeFetch // fetches into the store, by root (open.go)
 
-	repl *replicator // replicas placed here (replicate.go)
+	repl    *replicator // replicas placed here (replicate.go)
+	metrics *metrics    // Prometheus registry (metrics.go)
 }
 
 // New starts a node: it opens (or creates) the home, listens, joins the
@@ -89,6 +91,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n = &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), stores: make(map[string]*storeFetch)}
 	n.repl = newReplicator(n)
+	n.metrics = newMetrics()
 	// One clean-up path: what each step started is stopped, in reverse,
 	// when a later one fails.
 	var undo []func() error
@@ -119,6 +122,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n.join(ctx)
 	n.serveRecorded()
+	n.metrics.reg.MustRegister(collector{n})
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -216,7 +220,7 @@ func (n *Node) openHome() (func() error, error) {
 }
 
 func (n *Node) startHost() (func() error, error) {
-	h, err := newHost(n.cfg, n.key, n.psk, n.access.gater)
+	h, err := newHost(n.cfg, n.key, n.psk, n.access.gater, n.metrics.reg)
 	if err != nil {
 		return nil, err
 	}
@@ -373,7 +377,7 @@ func (n *Node) serveRecorded() {
 	}
 }
 
-func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *access.Gater) (host.Host, error) {
+func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *access.Gater, reg prometheus.Registerer) (host.Host, error) {
 	listen := cfg.ListenAddrs
 	transports := []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(quic.NewTransport)}
 	if psk != nil {
@@ -419,6 +423,7 @@ func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *access.Gater) (hos
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionManager(cm),
 		libp2p.ConnectionGater(bothGaters{g, cfg.ConnectionGater}),
+		libp2p.PrometheusRegisterer(reg),
 	}
 	opts = append(opts, transports...)
 	opts = append(opts, cfg.Libp2pOptions...)

@@ -227,6 +227,11 @@ func (s *Service) Start(ctx context.Context, root cid.Cid, dst string, opts Fetc
 		defer close(p.done)
 		defer s.wg.Done()
 		p.res, p.err = f.exec(ctx, key)
+		if p.err != nil {
+			s.counts.fetchesFailed.Add(1)
+		} else {
+			s.counts.fetchesDone.Add(1)
+		}
 	}()
 	return p, nil
 }

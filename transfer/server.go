@@ -451,12 +451,20 @@ func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req r
 		return s.answer(ctx, w, cur, req, stop)
 	}
 	if stream {
-		return s.sendWhole(ctx, w, src, i, *buf, stop)
+		err := s.sendWhole(ctx, w, src, i, *buf, stop)
+		if err == nil {
+			s.counts.served(len(*buf))
+		}
+		return err
 	}
 	if ok, err := s.pace(ctx, w, len(*buf)); !ok {
 		return err
 	}
-	return w.Write(&wire.Msg{Type: wire.TChunk, Index: req.id}, *buf)
+	if err := w.Write(&wire.Msg{Type: wire.TChunk, Index: req.id}, *buf); err != nil {
+		return err
+	}
+	s.counts.served(len(*buf))
+	return nil
 }
 
 // pace waits, with what is written so far flushed, until the upload

@@ -170,12 +170,50 @@ type Service struct {
 	seeds      seedViews     // initial seeding: complete roots' views of their swarms
 	pex        pexSet        // peers served per root (peer exchange)
 	denied     atomic.Int64  // streams refused by Config.Authorize
+	counts     counters      // Stats
 	uploads    atomic.Int64  // streams being served
 	fetchSlots chan struct{} // one token per running fetch
 }
 
 // Denied returns how many requests Config.Authorize refused.
 func (s *Service) Denied() int64 { return s.denied.Load() }
+
+// Stats are the service's counters since it started.
+type Stats struct {
+	ChunksServed    int64 // chunks held here sent in full to fetchers (whole or part by part; chunks passed on while they arrive are not counted)
+	BytesServed     int64 // their bytes
+	ChunksFetched   int64 // chunks verified and written by fetches, each once
+	BytesFetched    int64 // their bytes
+	BytesReceived   int64 // chunk bytes that arrived, duplicates and bad ones included
+	DuplicateChunks int64 // chunks that arrived when they were held already
+	BadData         int64 // providers dropped for data that failed verification
+	FetchesDone     int64 // fetches that completed
+	FetchesFailed   int64 // fetches that ended with an error (cancelled included)
+	Denied          int64 // streams refused by Config.Authorize
+}
+
+// counters back Stats.
+type counters struct {
+	chunksServed, bytesServed, chunksFetched, bytesFetched, bytesReceived atomic.Int64
+	duplicates, bad, fetchesDone, fetchesFailed                           atomic.Int64
+}
+
+// Stats returns the service's counters.
+func (s *Service) Stats() Stats {
+	c := &s.counts
+	return Stats{
+		ChunksServed: c.chunksServed.Load(), BytesServed: c.bytesServed.Load(),
+		ChunksFetched: c.chunksFetched.Load(), BytesFetched: c.bytesFetched.Load(),
+		BytesReceived: c.bytesReceived.Load(), DuplicateChunks: c.duplicates.Load(), BadData: c.bad.Load(),
+		FetchesDone: c.fetchesDone.Load(), FetchesFailed: c.fetchesFailed.Load(), Denied: s.denied.Load(),
+	}
+}
+
+// served counts a chunk of n bytes sent in full.
+func (c *counters) served(n int) {
+	c.chunksServed.Add(1)
+	c.bytesServed.Add(int64(n))
+}
 
 // New starts the service on h, keeping its state in db, and serves the
 // shares recorded there. Close stops it.

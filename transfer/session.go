@@ -532,6 +532,7 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 	s.stalls = 0
 	f.received += int64(m.Length)
 	f.mu.Unlock()
+	f.s.counts.bytesReceived.Add(int64(m.Length))
 	s.signal()
 
 	buf := f.s.getBuf(int(m.Length))

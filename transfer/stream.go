@@ -332,6 +332,7 @@ func (s *session) onPart(ctx context.Context, r *wire.Reader, m wire.Msg) error 
 	s.lastProg = now
 	s.stalls = 0
 	f.received += int64(size)
+	f.s.counts.bytesReceived.Add(int64(size))
 	if last {
 		s.answeredLocked(i, asked)
 	}

@@ -107,6 +107,7 @@ func (f *fetch) nextID() uint64 {
 
 // bad drops a provider that sent data failing verification.
 func (f *fetch) bad(s *session, err error) {
+	f.s.counts.bad.Add(1)
 	f.s.log.Warn("provider sent bad data; dropped for this fetch", "root", f.root, "peer", s.p, "err", err)
 	f.drop(s, fmt.Errorf("sent bad data: %w", err), true)
 	if f.opts.OnBadPeer != nil {
@@ -152,6 +153,7 @@ func (f *fetch) accept(a arrival) {
 		f.mu.Lock()
 		f.duplicates++
 		f.mu.Unlock()
+		f.s.counts.duplicates.Add(1)
 		return
 	}
 	if a.p == nil { // else verified group by group on arrival
@@ -172,9 +174,12 @@ func (f *fetch) accept(a arrival) {
 	if !first {
 		f.duplicates++
 		f.mu.Unlock()
+		f.s.counts.duplicates.Add(1)
 		return
 	}
 	f.held += int64(len(data))
+	f.s.counts.chunksFetched.Add(1)
+	f.s.counts.bytesFetched.Add(int64(len(data)))
 	if !a.askedAt.IsZero() && f.s.log.Enabled(context.Background(), slog.LevelDebug) {
 		// Where a chunk's time went: waiting for its first byte (the
 		// provider's queue and the round trip), then arriving and being

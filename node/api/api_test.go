@@ -283,6 +283,12 @@ func TestReadOnlyBearer(t *testing.T) {
 		{read, http.MethodDelete, "/v1/shares/" + done.Root, "", http.StatusForbidden},
 		{"nope", http.MethodGet, "/v1/status", "", http.StatusUnauthorized},
 		{full, http.MethodPost, "/v1/connect", `{"addr": "nonsense"}`, http.StatusBadRequest},
+		{read, http.MethodGet, "/metrics", "", http.StatusOK},
+		{read, http.MethodGet, "/v1/replicas/" + done.Root, "", http.StatusOK},
+		{read, http.MethodPost, "/v1/pins", `{"root": "` + done.Root + `", "replicas": 2}`, http.StatusForbidden},
+		{read, http.MethodGet, "/debug/pprof/", "", http.StatusForbidden},
+		{full, http.MethodGet, "/debug/pprof/", "", http.StatusOK},
+		{"nope", http.MethodGet, "/metrics", "", http.StatusUnauthorized},
 	} {
 		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.body))
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -304,5 +310,27 @@ func TestReadOnlyBearer(t *testing.T) {
 	}
 	if len(d.n.Shares()) != 1 {
 		t.Errorf("the read-only token changed the shares: %+v", d.n.Shares())
+	}
+}
+
+// /metrics speaks the Prometheus text format, with shoal's metrics and
+// libp2p's.
+func TestMetricsEndpoint(t *testing.T) {
+	d := newDaemon(t)
+	srv := httptest.NewServer(NewServer(d.n, "test", nil))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"# TYPE shoal_chunks_served_total counter", "shoal_members{state=\"alive\"} 1", "libp2p_", "go_goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+		t.Errorf("Content-Type %q", ct)
 	}
 }

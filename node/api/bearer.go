@@ -85,6 +85,10 @@ func RequireBearer(full, read string, h http.Handler) http.Handler {
 					ErrReadOnly, r.Method, r.URL.Path))
 				return
 			}
+			if strings.HasPrefix(r.URL.Path, "/debug/") {
+				writeError(w, http.StatusForbidden, fmt.Errorf("%w: profiles need the full token (%s)", ErrReadOnly, r.URL.Path))
+				return
+			}
 			h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), scopeKey{}, true)))
 		default:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="shoal"`)

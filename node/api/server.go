@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shoalnet/shoal/node"
 	"github.com/shoalnet/shoal/node/auth"
@@ -51,6 +53,12 @@ func NewServer(n *node.Node, version string, log *slog.Logger) *Server {
 	s.mux.HandleFunc("DELETE /v1/pins/{root}", s.unpin)
 	s.mux.HandleFunc("GET /v1/replicas/{root}", s.replicas)
 	s.mux.HandleFunc("POST /v1/gc", s.gc)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(n.Metrics(), promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	s.mux.HandleFunc("GET /v1/members", s.membersList)
 	s.mux.HandleFunc("GET /v1/members/watch", s.membersWatch)
 	s.mux.HandleFunc("POST /v1/token", s.addToken)

@@ -447,6 +447,18 @@ func (c *Catalog) all() ([]Entry, [][]byte, error) {
 	return entries, raw, err
 }
 
+// Count returns the number of standing announcements (one per share and
+// publisher), without reading the database.
+func (c *Catalog) Count() int {
+	c.idxMu.Lock()
+	defer c.idxMu.Unlock()
+	k := 0
+	for _, m := range c.idx {
+		k += len(m)
+	}
+	return k
+}
+
 // List returns the shares known in the network, newest first, one entry
 // per (root, publisher).
 func (c *Catalog) List() ([]Entry, error) {
