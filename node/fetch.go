@@ -10,6 +10,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/shoalnet/shoal/transfer"
@@ -94,11 +95,15 @@ func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts Fe
 		cancel()
 		<-done
 	}
+	var progress func(transfer.Progress)
+	if opts.Progress != nil {
+		progress = func(p transfer.Progress) { opts.Progress(n.withPaths(p)) }
+	}
 	p, err := n.xfer.Start(ctx, root, dst, transfer.FetchOptions{
 		Overwrite: opts.Overwrite,
 		IntoDir:   opts.IntoDir,
 		Providers: providers,
-		Progress:  opts.Progress,
+		Progress:  progress,
 		OnLimits: func(p peer.ID, allow []string) error {
 			// Serve what arrives under the limits its holders state.
 			return n.acls.AddSoon(root, allow)
@@ -117,6 +122,7 @@ func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts Fe
 		stop()
 		if err == nil {
 			n.metrics.fetchTime.Observe(time.Since(started).Seconds())
+			res.Progress = n.withPaths(res.Progress)
 		}
 		if err != nil {
 			if errors.Is(err, transfer.ErrNoProviders) {
@@ -199,4 +205,35 @@ func (n *Node) findProviders(ctx context.Context, root cid.Cid, opts FetchOption
 			return
 		}
 	}
+}
+
+// pathTo says how p is reached now: "direct tcp", "direct quic",
+// "relayed", or "" when not connected. A direct connection wins.
+func (n *Node) pathTo(p peer.ID) string {
+	path := ""
+	for _, c := range n.h.Network().ConnsToPeer(p) {
+		a := c.RemoteMultiaddr()
+		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+			if path == "" {
+				path = "relayed"
+			}
+			continue
+		}
+		if _, err := a.ValueForProtocol(ma.P_QUIC_V1); err == nil {
+			return "direct quic"
+		}
+		return "direct tcp"
+	}
+	return path
+}
+
+// withPaths fills in how each provider of p is reached.
+func (n *Node) withPaths(p transfer.Progress) transfer.Progress {
+	peers := make([]transfer.PeerProgress, len(p.Peers))
+	copy(peers, p.Peers)
+	for i := range peers {
+		peers[i].Path = n.pathTo(peers[i].Peer)
+	}
+	p.Peers = peers
+	return p
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -63,6 +64,11 @@ type Progress struct {
 	Rate        float64        `json:"rate"` // bytes/s received, a moving average over about a second
 	Elapsed     time.Duration  `json:"elapsed"`
 	Peers       []PeerProgress `json:"peers"`
+	// FirstProvider is when the first provider answered, and Manifest
+	// when the manifest was in hand (and chunks could be asked for), both
+	// since the start; 0 until then.
+	FirstProvider time.Duration `json:"first_provider,omitempty"`
+	Manifest      time.Duration `json:"manifest,omitempty"`
 }
 
 // PeerProgress is one provider's part of a fetch.
@@ -74,6 +80,9 @@ type PeerProgress struct {
 	Inflight int     `json:"inflight"`
 	Active   bool    `json:"active"`
 	Error    string  `json:"error,omitempty"` // why the peer was dropped
+	// Path says how the peer is reached (set by the node): "direct tcp",
+	// "direct quic", "relayed" or "" (not connected now).
+	Path string `json:"path,omitempty"`
 }
 
 // Result is what a finished fetch produced.
@@ -128,6 +137,8 @@ type fetch struct {
 	duplicates  int64
 	nextBlockID uint64
 	started     time.Time
+	firstPeer   atomic.Int64     // ns since started when the first provider was ready
+	manifestAt  time.Duration    // since started, when the manifest was in hand (f.mu)
 	reading     map[*Reader]span // what readers of the content need next (read.go)
 	rate        float64          // bytes/s received recently (sampleRate)
 	rateAt      time.Time
@@ -358,6 +369,9 @@ func (f *fetch) run(ctx context.Context) (res *Result, err error) {
 func (f *fetch) setPhase(p string) {
 	f.mu.Lock()
 	f.phase = p
+	if p == "fetching" && f.manifestAt == 0 {
+		f.manifestAt = time.Since(f.started)
+	}
 	f.mu.Unlock()
 }
 

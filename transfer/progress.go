@@ -96,6 +96,7 @@ func (f *fetch) progress() Progress {
 	p := Progress{
 		Root: f.root, Phase: f.phase, Resumed: f.resumed, Durable: f.durable, Received: f.received,
 		Duplicates: f.duplicates, Elapsed: time.Since(f.started),
+		FirstProvider: time.Duration(f.firstPeer.Load()), Manifest: f.manifestAt,
 	}
 	if f.m != nil {
 		p.Name = f.m.Name

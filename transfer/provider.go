@@ -269,6 +269,7 @@ func (f *fetch) onHave(s *session, m wire.Msg) error {
 		s.ready = true
 	}
 	if s.ready && !wasReady {
+		f.firstPeer.CompareAndSwap(0, int64(time.Since(f.started)))
 		select {
 		case f.ready <- struct{}{}:
 		default:

@@ -40,6 +40,7 @@ func fetchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace an existing destination"},
 			&cli.StringSliceFlag{Name: "peer", Usage: "multiaddr with /p2p/<id> of a peer that holds the share (repeatable)"},
 			&cli.StringSliceFlag{Name: "bootstrap", Usage: "multiaddr of a peer to join through, without a daemon (repeatable)"},
+			&cli.BoolFlag{Name: "explain", Usage: "afterwards (or on failure), say how it went: providers, each peer's path, rate and chunks, and what limited the speed"},
 		},
 		Action: runFetch,
 	}
@@ -89,6 +90,13 @@ func runFetch(c *cli.Context) error {
 		done, err = fetchInProcess(c, req, rep)
 	}
 	rep.finish()
+	if c.Bool("explain") {
+		last := rep.lastProgress
+		if done.Fetch != nil {
+			last = *done.Fetch
+		}
+		explain(c.App.Writer, last, err)
+	}
 	if err != nil {
 		if errors.Is(err, transfer.ErrExists) {
 			return fmt.Errorf("%w\n(use --force to replace it)", err)

@@ -605,3 +605,25 @@ func TestSharePreserveTimes(t *testing.T) {
 		}
 	}
 }
+
+// fetch --explain says how it went: providers, each peer's path, and the
+// limit (here: one provider).
+func TestFetchExplain(t *testing.T) {
+	homeA, homeB := t.TempDir(), t.TempDir()
+	_, addrA := startDaemon(t, homeA)
+	startDaemon(t, homeB, "--bootstrap", addrA)
+	root := lastLine(mustShoal(t, homeA, "share", "--quiet", randomFile(t, 3<<20)))
+	out := mustShoal(t, homeB, "fetch", root, "--peer", addrA, "-o", filepath.Join(t.TempDir(), "x"), "--explain")
+	for _, want := range []string{"how the fetch went:", "providers: the first one answered after", "the manifest was here after",
+		"direct tcp", "3 chunk(s)", "what limited it: one provider served everything"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--explain lacks %q:\n%s", want, out)
+		}
+	}
+	// On failure too, with the error.
+	out, _, err := shoal(t, homeB, "fetch", "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "--explain",
+		"-o", filepath.Join(t.TempDir(), "y"))
+	if err == nil || !strings.Contains(out, "what limited it: no provider served a chunk") {
+		t.Fatalf("--explain of a failed fetch: %v\n%s", err, out)
+	}
+}

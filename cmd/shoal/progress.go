@@ -26,6 +26,8 @@ type fetchReporter struct {
 	tty   bool
 	bar   *progressbar.ProgressBar
 	last  time.Time
+	// lastProgress is the last report, for --explain.
+	lastProgress transfer.Progress
 }
 
 func newFetchReporter(w io.Writer, quiet bool) *fetchReporter {
@@ -43,6 +45,7 @@ func serving(p transfer.Progress) int {
 }
 
 func (r *fetchReporter) update(p transfer.Progress) {
+	r.lastProgress = p
 	if r.quiet || p.Total == 0 {
 		return
 	}
