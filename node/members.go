@@ -27,6 +27,8 @@ func (n *Node) handleSync(s network.Stream) {
 		n.cat.ServeSync(s)
 	case membership.SyncRequest:
 		n.members.ServeSync(s)
+	case PeersRequest:
+		n.servePeers(s)
 	default:
 		s.Reset()
 	}

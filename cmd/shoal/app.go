@@ -40,6 +40,7 @@ func run(ctx context.Context, args []string) error {
 			lsCommand(),
 			peersCommand(),
 			membersCommand(),
+			graphCommand(),
 			statusCommand(),
 			tokenCommand(),
 			versionCommand(),

@@ -627,3 +627,26 @@ func TestFetchExplain(t *testing.T) {
 		t.Fatalf("--explain of a failed fetch: %v\n%s", err, out)
 	}
 }
+
+// graph draws the members and their connections, in dot and in Mermaid.
+func TestGraphCommand(t *testing.T) {
+	homeA, homeB, homeC := t.TempDir(), t.TempDir(), t.TempDir()
+	_, addrA := startDaemon(t, homeA)
+	startDaemon(t, homeB, "--bootstrap", addrA)
+	startDaemon(t, homeC, "--bootstrap", addrA)
+	var out string
+	eventuallyWithin(t, time.Minute, "three members, each connected to the two others", func() bool {
+		out = mustShoal(t, homeB, "graph")
+		return strings.Count(out, " -- ") == 3 && strings.Count(out, "fillcolor=") == 3
+	}, func() { t.Log(out) })
+	if !strings.HasPrefix(out, "graph shoal {") || !strings.Contains(out, "alive") {
+		t.Fatalf("dot:\n%s", out)
+	}
+	mer := mustShoal(t, homeC, "graph", "--format", "mermaid")
+	if !strings.HasPrefix(mer, "graph LR") || strings.Count(mer, " --- ") != 3 || !strings.Contains(mer, "classDef alive") {
+		t.Fatalf("mermaid:\n%s", mer)
+	}
+	if _, errOut, err := shoal(t, homeC, "graph", "--format", "png"); err == nil || !strings.Contains(errOut, "dot, mermaid or json") {
+		t.Fatalf("bad format: %v %s", err, errOut)
+	}
+}

@@ -179,6 +179,12 @@ func (c *Client) Replicas(ctx context.Context, root string) (node.ReplicaStatus,
 	return st, c.get(ctx, "/v1/replicas/"+url.PathEscape(root), &st)
 }
 
+// Graph returns the network's topology as the daemon sees it.
+func (c *Client) Graph(ctx context.Context) (node.Graph, error) {
+	var g node.Graph
+	return g, c.get(ctx, "/v1/graph", &g)
+}
+
 // CollectGarbage deletes store content kept only for reading.
 func (c *Client) CollectGarbage(ctx context.Context) (node.Collected, error) {
 	var out node.Collected

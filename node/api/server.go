@@ -53,6 +53,7 @@ func NewServer(n *node.Node, version string, log *slog.Logger) *Server {
 	s.mux.HandleFunc("DELETE /v1/pins/{root}", s.unpin)
 	s.mux.HandleFunc("GET /v1/replicas/{root}", s.replicas)
 	s.mux.HandleFunc("POST /v1/gc", s.gc)
+	s.mux.HandleFunc("GET /v1/graph", s.graph)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(n.Metrics(), promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
@@ -210,6 +211,15 @@ func (s *Server) gc(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, c)
+}
+
+func (s *Server) graph(w http.ResponseWriter, r *http.Request) {
+	g, err := s.n.Topology(r.Context())
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, g)
 }
 
 // statusOf is the HTTP status of an error of the node.
