@@ -150,15 +150,17 @@ func (n *Node) Topology(ctx context.Context) (Graph, error) {
 	for _, m := range members {
 		known[m.ID] = true
 	}
-	var mu sync.Mutex
+	var mu sync.Mutex // edges and unknown, written by the askers
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
 	unknown := make(map[peer.ID]bool)
 	for _, m := range members {
 		if m.ID == n.h.ID() {
+			mu.Lock()
 			for _, p := range n.connectedMembers() {
 				add(m.ID, p)
 			}
+			mu.Unlock()
 			continue
 		}
 		if m.State != membership.Alive && m.State != membership.Suspect {
