@@ -1,8 +1,8 @@
 package node
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -196,25 +196,9 @@ func (n *Node) Topology(ctx context.Context) (Graph, error) {
 	for e := range edges {
 		g.Edges = append(g.Edges, e)
 	}
-	slices.SortFunc(g.Nodes, func(a, b GraphNode) int { return cmpID(a.ID, b.ID) })
+	slices.SortFunc(g.Nodes, func(a, b GraphNode) int { return cmp.Compare(a.ID, b.ID) })
 	slices.SortFunc(g.Edges, func(a, b [2]peer.ID) int {
-		if c := cmpID(a[0], b[0]); c != 0 {
-			return c
-		}
-		return cmpID(a[1], b[1])
+		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
 	})
-	if len(g.Nodes) == 0 {
-		return g, errors.New("node: no members")
-	}
 	return g, nil
-}
-
-func cmpID(a, b peer.ID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -52,17 +52,20 @@ func (n *Node) Pin(ctx context.Context, root cid.Cid, replicas int) error {
 	if replicas < 1 || replicas > catalog.MaxReplicas {
 		return fmt.Errorf("%w: pin: %d replicas; from 1 to %d", ErrBadArgument, replicas, catalog.MaxReplicas)
 	}
+	sh, held := n.heldShare(root)
+	var e catalog.Entry
+	if !held {
+		var ok bool
+		if e, ok = n.cat.Latest(root); !ok {
+			return fmt.Errorf("%w: %s (pin content some peer shares; share it first)", ErrUnknownRoot, root)
+		}
+	}
 	if err := n.updateReplicaRec(root, func(rec *replicaRec) { rec.Pin = replicas }); err != nil {
 		return err
 	}
-	if sh, ok := n.heldShare(root); ok {
-		n.announce(ctx, root, sh.Name, sh.Size, int64(sh.Files))
+	if held {
+		n.announce(ctx, root, sh.Name, sh.Size, int64(sh.Files)) // carries the pin
 	} else {
-		e, ok := n.cat.Latest(root)
-		if !ok {
-			n.updateReplicaRec(root, func(rec *replicaRec) { rec.Pin = 0 })
-			return fmt.Errorf("%w: %s (pin content some peer shares; share it first)", ErrUnknownRoot, root)
-		}
 		n.announcePin(ctx, root, e.Name, e.Size, replicas)
 	}
 	n.repl.poke()

@@ -177,6 +177,7 @@ type plan struct {
 	holders   []peer.ID // live members that announced a complete copy
 	liveCopy  int       // live storers holding it
 	selfPlace bool
+	selfHolds bool // served here in full (the catalog may still say otherwise)
 }
 
 func (r *replicator) plan(w catalog.Want, storers map[peer.ID]membership.Meta, live map[peer.ID]bool) plan {
@@ -188,7 +189,8 @@ func (r *replicator) plan(w catalog.Want, storers map[peer.ID]membership.Meta, l
 			p.holders = append(p.holders, h)
 		}
 	}
-	if r.n.xfer.Held(w.Root) && !holds[r.n.h.ID()] {
+	p.selfHolds = r.n.xfer.Held(w.Root)
+	if p.selfHolds && !holds[r.n.h.ID()] {
 		holds[r.n.h.ID()] = true
 		p.holders = append(p.holders, r.n.h.ID())
 	}
@@ -219,7 +221,7 @@ func (r *replicator) reconcile() {
 		k := w.Root.KeyString()
 		wanted[k] = true
 		p := r.plan(w, storers, live)
-		held := r.n.xfer.Held(w.Root)
+		held := p.selfHolds
 		switch {
 		case p.selfPlace && !held:
 			r.clearSurplus(k)

@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -56,10 +54,12 @@ func (n *Node) ShareEncrypted(ctx context.Context, path string, opts ShareOption
 	if chunk == 0 {
 		chunk = manifest.DefaultChunkSize
 	}
-	var rnd [8]byte
-	rand.Read(rnd[:])
-	dir := filepath.Join(n.cfg.Home, StoreDir, "sealed-"+hex.EncodeToString(rnd[:]))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	store := filepath.Join(n.cfg.Home, StoreDir)
+	if err := os.MkdirAll(store, 0o700); err != nil {
+		return cid.Undef, key, fmt.Errorf("node: share: %w", err)
+	}
+	dir, err := os.MkdirTemp(store, "sealed-")
+	if err != nil {
 		return cid.Undef, key, fmt.Errorf("node: share: %w", err)
 	}
 	ct := filepath.Join(dir, filepath.Base(abs))

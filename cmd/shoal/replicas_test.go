@@ -169,8 +169,8 @@ func TestEncryptCLI(t *testing.T) {
 	if !ok || !strings.HasPrefix(root, "bafy") || len(key) != 43 {
 		t.Fatalf("link %q", link)
 	}
-	if strings.Contains(out, key) && strings.Count(out, key) != 1 {
-		t.Fatalf("the key is printed more than once:\n%s", out)
+	if strings.Count(out+errOut, key) != 1 {
+		t.Fatalf("the key is printed %d times, want once (the link):\n%s%s", strings.Count(out+errOut, key), out, errOut)
 	}
 	store := filepath.Join(home, node.StoreDir)
 	filepath.WalkDir(store, func(p string, d os.DirEntry, err error) error {

@@ -64,9 +64,9 @@ func TestTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := tab.Lapsed(v, now.Add(time.Hour))
-	slices.SortFunc(got, func(x, y peer.ID) int { return cmpID(x, y) })
+	slices.Sort(got)
 	want := []peer.ID{brief, revoked}
-	slices.SortFunc(want, func(x, y peer.ID) int { return cmpID(x, y) })
+	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("lapsed an hour later: %v, want the expired and the revoked peer %v", got, want)
 	}
@@ -78,16 +78,6 @@ func TestTable(t *testing.T) {
 	if _, isNew := tab.Track(reader); !isNew {
 		t.Fatal("a forgotten peer's next connection does not run the exchange")
 	}
-}
-
-func cmpID(a, b peer.ID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func TestGater(t *testing.T) {

@@ -170,11 +170,7 @@ func (s *Server) pin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := s.n.Replicas(root)
-	if err != nil {
-		writeError(w, statusOf(err), err)
-		return
-	}
-	writeJSON(w, st)
+	reply(w, st, err)
 }
 
 func (s *Server) unpin(w http.ResponseWriter, r *http.Request) {
@@ -197,29 +193,27 @@ func (s *Server) replicas(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := s.n.Replicas(root)
-	if err != nil {
-		writeError(w, statusOf(err), err)
-		return
-	}
-	writeJSON(w, st)
+	reply(w, st, err)
 }
 
 func (s *Server) gc(w http.ResponseWriter, r *http.Request) {
 	c, err := s.n.CollectGarbage(r.Context())
-	if err != nil {
-		writeError(w, statusOf(err), err)
-		return
-	}
-	writeJSON(w, c)
+	reply(w, c, err)
 }
 
 func (s *Server) graph(w http.ResponseWriter, r *http.Request) {
 	g, err := s.n.Topology(r.Context())
+	reply(w, g, err)
+}
+
+// reply writes a node call's result: v as JSON, or err with the status
+// statusOf gives it.
+func reply(w http.ResponseWriter, v any, err error) {
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, g)
+	writeJSON(w, v)
 }
 
 // statusOf is the HTTP status of an error of the node.
