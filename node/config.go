@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shoalnet/shoal/node/auth"
 	"github.com/shoalnet/shoal/node/membership"
@@ -78,6 +79,14 @@ type Config struct {
 	Libp2pOptions []libp2p.Option
 	// Logger receives the node's logs. Default: discard.
 	Logger *slog.Logger
+	// TracerProvider makes the spans of fetches and of the chunk requests
+	// this node serves (OpenTelemetry). A fetch is one trace across the
+	// peers that serve it: "shoal.fetch", the provider search, and each
+	// chunk request with the serving peer's answer under it. Default:
+	// OpenTelemetry's global provider, which records nothing unless the
+	// program sets one. Transfer.TracerProvider, if set, wins for the
+	// transfer service.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultConfig returns the defaults; set Home before New.

@@ -12,6 +12,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
 	mh "github.com/multiformats/go-multihash"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shoalnet/shoal/transfer"
 	"github.com/shoalnet/shoal/transfer/manifest"
@@ -79,6 +82,12 @@ func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts Fe
 		}
 	}
 	started := time.Now()
+	ctx, span := n.tracer.Start(ctx, "shoal.fetch", trace.WithAttributes(attribute.String("shoal.root", root.String())))
+	defer func() {
+		if err != nil {
+			endSpan(span, err)
+		}
+	}()
 	storeCopy := func() (string, bool) { return "", false }
 	if sh, ok := n.heldShare(root); ok && n.inStore(sh.Path) {
 		storeCopy = func() (string, bool) { return sh.Path, true }
@@ -117,8 +126,9 @@ func (n *Node) startFetch(ctx context.Context, root cid.Cid, dst string, opts Fe
 		stop()
 		return nil, err
 	}
-	return func() (*transfer.Result, error) {
-		res, err := p.Wait()
+	return func() (res *transfer.Result, err error) {
+		defer func() { endSpan(span, err) }()
+		res, err = p.Wait()
 		stop()
 		if err == nil {
 			n.metrics.fetchTime.Observe(time.Since(started).Seconds())
@@ -157,10 +167,24 @@ func countFiles(res *transfer.Result) int {
 	return k
 }
 
+// endSpan ends span, recording err if any.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
 // findProviders feeds providers: explicit peers, catalog holders, then the
-// DHT.
+// DHT. Its span has an event for each provider found, saying where.
 func (n *Node) findProviders(ctx context.Context, root cid.Cid, opts FetchOptions, out chan<- peer.ID) {
+	ctx, span := n.tracer.Start(ctx, "shoal.find_providers")
+	defer span.End()
+	from := "given"
 	send := func(p peer.ID) bool {
+		if span.IsRecording() {
+			span.AddEvent("provider", trace.WithAttributes(attribute.String("shoal.peer", p.String()), attribute.String("shoal.from", from)))
+		}
 		select {
 		case out <- p:
 			return true
@@ -179,6 +203,7 @@ func (n *Node) findProviders(ctx context.Context, root cid.Cid, opts FetchOption
 			return
 		}
 	}
+	from = "catalog"
 	for _, p := range n.cat.Holders(root) {
 		if seen[p] {
 			continue
@@ -191,6 +216,7 @@ func (n *Node) findProviders(ctx context.Context, root cid.Cid, opts FetchOption
 	if opts.NoDHT {
 		return
 	}
+	from = "dht"
 	fctx, cancel := context.WithTimeout(ctx, n.cfg.FindTimeout)
 	defer cancel()
 	for ai := range n.dht.FindProviders(fctx, root, 0) {

@@ -29,6 +29,8 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shoalnet/shoal/dht"
 	"github.com/shoalnet/shoal/node/access"
@@ -79,6 +81,7 @@ type Node struct {
 
 	repl    *replicator // replicas placed here (replicate.go)
 	metrics *metrics    // Prometheus registry (metrics.go)
+	tracer  trace.Tracer
 }
 
 // New starts a node: it opens (or creates) the home, listens, joins the
@@ -92,6 +95,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	n = &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), stores: make(map[string]*storeFetch)}
 	n.repl = newReplicator(n)
 	n.metrics = newMetrics()
+	n.tracer = cfg.TracerProvider.Tracer("github.com/shoalnet/shoal/node")
 	// One clean-up path: what each step started is stopped, in reverse,
 	// when a later one fails.
 	var undo []func() error
@@ -158,6 +162,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Transfer.Logger == nil {
 		cfg.Transfer.Logger = cfg.Logger
+	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
+	if cfg.Transfer.TracerProvider == nil {
+		cfg.Transfer.TracerProvider = cfg.TracerProvider
 	}
 	home, err := filepath.Abs(cfg.Home)
 	if err != nil {

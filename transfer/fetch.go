@@ -13,6 +13,8 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shoalnet/shoal/transfer/manifest"
 )
@@ -69,6 +71,9 @@ type Progress struct {
 	// since the start; 0 until then.
 	FirstProvider time.Duration `json:"first_provider,omitempty"`
 	Manifest      time.Duration `json:"manifest,omitempty"`
+	// Trace is the fetch's trace ID when it is traced (hex), to find it
+	// in the tracing backend.
+	Trace string `json:"trace,omitempty"`
 }
 
 // PeerProgress is one provider's part of a fetch.
@@ -102,6 +107,11 @@ type fetch struct {
 	temp string
 	opts FetchOptions
 	ctx  context.Context
+
+	// The fetch's span (trace.go); traced: it records, so requests get
+	// spans of their own and carry their context.
+	span   trace.Span
+	traced bool
 
 	reportMu sync.Mutex // serializes calls of opts.Progress
 	reported bool       // the final report was made (reportMu)
@@ -233,6 +243,8 @@ func (s *Service) Start(ctx context.Context, root cid.Cid, dst string, opts Fetc
 	s.active[key] = f
 	s.wg.Add(1)
 	s.mu.Unlock()
+	ctx, f.span = s.tracer.Start(ctx, "shoal.transfer", trace.WithAttributes(attrRoot.String(root.String())))
+	f.traced = f.span.IsRecording()
 	p := &Pending{done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -240,9 +252,12 @@ func (s *Service) Start(ctx context.Context, root cid.Cid, dst string, opts Fetc
 		p.res, p.err = f.exec(ctx, key)
 		if p.err != nil {
 			s.counts.fetchesFailed.Add(1)
+			f.span.SetStatus(codes.Error, p.err.Error())
 		} else {
 			s.counts.fetchesDone.Add(1)
+			f.span.SetAttributes(attrBytes.Int64(p.res.Manifest.Size))
 		}
+		f.span.End()
 	}()
 	return p, nil
 }
@@ -313,7 +328,12 @@ func (f *fetch) run(ctx context.Context) (res *Result, err error) {
 	m, _, lerr := f.s.localManifest(ctx, f.root)
 	if lerr != nil {
 		f.setPhase("manifest")
-		m, err = f.fetchManifest(ctx)
+		mctx, span := f.s.tracer.Start(ctx, "shoal.manifest")
+		m, err = f.fetchManifest(mctx)
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
 		if err != nil {
 			return nil, err
 		}

@@ -98,6 +98,9 @@ func (f *fetch) progress() Progress {
 		Duplicates: f.duplicates, Elapsed: time.Since(f.started),
 		FirstProvider: time.Duration(f.firstPeer.Load()), Manifest: f.manifestAt,
 	}
+	if f.traced {
+		p.Trace = f.span.SpanContext().TraceID().String()
+	}
 	if f.m != nil {
 		p.Name = f.m.Name
 		p.Total = f.m.Size

@@ -136,6 +136,7 @@ func (f *fetch) dropLocked(s *session, err error, ban bool) {
 		}
 	}
 	s.inflight = nil
+	s.endSpansLocked("provider dropped: " + err.Error())
 	if !f.stopping {
 		for _, o := range f.sessions {
 			o.signal()
@@ -362,6 +363,7 @@ func (f *fetch) onError(s *session, m wire.Msg) error {
 	defer f.mu.Unlock()
 	if _, ok := s.inflight[i]; ok {
 		delete(s.inflight, i)
+		s.endSpanLocked(i, "answered "+m.Code.String()+": "+m.Text)
 		f.sched.release(i, s, false)
 	} else if s.uncancelLocked(i) {
 		// The answer to a request this node cancelled.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shoalnet/shoal/transfer/wire"
 )
@@ -27,6 +29,7 @@ type request struct {
 	block bool
 	id    uint64 // block request ID or chunk index
 	c     wire.Msg
+	trace wire.Trace // a chunk request's trace context (a block's is in c)
 }
 
 // serveQueue holds a stream's pending requests; the reader adds, the
@@ -253,7 +256,7 @@ func (s *Service) serveReader(r *wire.Reader, src *source, q *serveQueue, w *wir
 			if m.Index >= n {
 				return fmt.Errorf("%w: chunk %d out of range (%d chunks)", wire.ErrProtocol, m.Index, n)
 			}
-			if !q.push(request{id: m.Index}) {
+			if !q.push(request{id: m.Index, trace: m.Trace}) {
 				return fmt.Errorf("%w: more than %d requests queued", wire.ErrProtocol, q.max)
 			}
 			if rv != nil {
@@ -395,7 +398,9 @@ func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, 
 				}
 			}
 			stop := q.begin(req)
-			err := s.answer(ctx, w, src, req, stop)
+			actx, end := s.serveSpan(ctx, req, src.root.String(), p)
+			err := s.answer(actx, w, src, req, stop)
+			end(err)
 			cancelled := q.end()
 			if err != nil {
 				return err
@@ -420,16 +425,25 @@ func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, 
 // answer writes the response to one request; stop is closed if the
 // fetcher cancels it.
 func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req request, stop <-chan struct{}) error {
+	fail := func(m *wire.Msg) error {
+		answered(ctx, m)
+		return w.Write(m, nil)
+	}
 	if req.block {
 		c := req.c.CID
 		if _, ok := src.blocks[c]; !ok {
-			return w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeNotFound, About: wire.AboutBlock, Ref: req.id, Text: "block is not part of this share"}, nil)
+			return fail(&wire.Msg{Type: wire.TError, Code: wire.CodeNotFound, About: wire.AboutBlock, Ref: req.id, Text: "block is not part of this share"})
 		}
+		end := s.phase(ctx, "shoal.read")
 		data, err := getBlock(s.db, c)
+		end(err)
 		if err != nil {
-			return w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeInternal, About: wire.AboutBlock, Ref: req.id, Text: "block unavailable"}, nil)
+			return fail(&wire.Msg{Type: wire.TError, Code: wire.CodeInternal, About: wire.AboutBlock, Ref: req.id, Text: "block unavailable"})
 		}
-		return w.Write(&wire.Msg{Type: wire.TBlock, ID: req.id}, data)
+		end = s.phase(ctx, "shoal.send")
+		err = w.Write(&wire.Msg{Type: wire.TBlock, ID: req.id}, data)
+		end(err)
+		return err
 	}
 	i := int64(req.id)
 	// Part by part when it pays: the chunk is still arriving here, or
@@ -439,32 +453,46 @@ func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req r
 	stream := src.m.Streamable(i) && (!src.has(i) || s.pex.count(src.root) > 1)
 	if !src.has(i) {
 		if stream {
-			return s.relay(ctx, w, src, i, stop)
+			trace.SpanFromContext(ctx).SetAttributes(attribute.Bool("shoal.relayed", true))
+			end := s.phase(ctx, "shoal.send")
+			err := s.relay(ctx, w, src, i, stop)
+			end(err)
+			return err
 		}
-		return w.Write(&wire.Msg{Type: wire.TError, Code: wire.CodeUnavailable, About: wire.AboutChunk, Ref: req.id}, nil)
+		return fail(&wire.Msg{Type: wire.TError, Code: wire.CodeUnavailable, About: wire.AboutChunk, Ref: req.id})
 	}
 	buf := s.getBuf(int(src.m.ChunkLen(i)))
 	defer s.putBuf(buf)
-	if msg, cur := s.readForAnswer(ctx, src, i, *buf); msg != nil {
-		return w.Write(msg, nil)
+	end := s.phase(ctx, "shoal.read")
+	msg, cur := s.readForAnswer(ctx, src, i, *buf)
+	if msg != nil {
+		end(errors.New(msg.Text))
+		return fail(msg)
 	} else if cur != nil {
+		end(nil)
 		return s.answer(ctx, w, cur, req, stop)
 	}
+	end(nil)
+	end = s.phase(ctx, "shoal.send")
+	var err error
 	if stream {
-		err := s.sendWhole(ctx, w, src, i, *buf, stop)
-		if err == nil {
-			s.counts.served(len(*buf))
+		err = s.sendWhole(ctx, w, src, i, *buf, stop)
+	} else {
+		var ok bool
+		if ok, err = s.pace(ctx, w, len(*buf)); ok {
+			err = w.Write(&wire.Msg{Type: wire.TChunk, Index: req.id}, *buf)
+		} else if err == nil {
+			err = ErrClosed
 		}
-		return err
 	}
-	if ok, err := s.pace(ctx, w, len(*buf)); !ok {
-		return err
+	end(err)
+	if err == ErrClosed {
+		return nil
 	}
-	if err := w.Write(&wire.Msg{Type: wire.TChunk, Index: req.id}, *buf); err != nil {
-		return err
+	if err == nil {
+		s.counts.served(len(*buf))
 	}
-	s.counts.served(len(*buf))
-	return nil
+	return err
 }
 
 // pace waits, with what is written so far flushed, until the upload

@@ -15,6 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	bolt "go.etcd.io/bbolt"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/shoalnet/shoal/transfer/manifest"
@@ -91,6 +93,10 @@ type Config struct {
 	OnStale func(root cid.Cid, err error)
 	// Logger receives the service's logs. Default: discard.
 	Logger *slog.Logger
+	// TracerProvider makes the spans of fetches and of the requests
+	// served here (trace.go). Default: OpenTelemetry's global provider,
+	// which records nothing unless the program sets one.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultConfig returns the defaults.
@@ -143,15 +149,19 @@ func (c *Config) fill() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
+	}
 }
 
 // Service serves shares and runs fetches over /shoal/xfer/1.0.0.
 // Its methods are safe for concurrent use.
 type Service struct {
-	h   host.Host
-	db  *bolt.DB
-	cfg Config
-	log *slog.Logger
+	h      host.Host
+	db     *bolt.DB
+	cfg    Config
+	log    *slog.Logger
+	tracer trace.Tracer
 
 	ctx    context.Context // ends when Close is called
 	cancel context.CancelFunc
@@ -224,7 +234,7 @@ func New(h host.Host, db *bolt.DB, cfg Config) (*Service, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
-		h: h, db: db, cfg: cfg, log: cfg.Logger,
+		h: h, db: db, cfg: cfg, log: cfg.Logger, tracer: cfg.TracerProvider.Tracer(tracerName),
 		ctx: ctx, cancel: cancel, fetchSlots: make(chan struct{}, cfg.MaxFetches),
 		sources: make(map[cid.Cid]*source),
 		active:  make(map[string]*fetch),

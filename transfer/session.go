@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shoalnet/shoal/transfer/manifest"
 	"github.com/shoalnet/shoal/transfer/wire"
@@ -53,6 +54,7 @@ type session struct {
 	dead      error
 	lastWord  bool // a message was sent to be read before the stream ends (tell)
 	blockWait map[uint64]chan blockResult
+	spans     map[int64]trace.Span // requests' spans by chunk, when the fetch is traced
 
 	// The reader goroutine's own: chunks arriving part by part.
 	rx map[int64]*rxChunk
@@ -142,16 +144,19 @@ func (s *session) requestedLocked(index uint64) (asked bool, err error) {
 
 // answeredLocked records that the provider's answer to a request for
 // chunk i has arrived whole: the request leaves the window (the chunk
-// stays assigned while it is verified and written), or, if it was
-// cancelled, its cancel is settled (f.mu held).
-func (s *session) answeredLocked(i int64, asked bool) {
+// stays assigned while it is verified and written) and its span, if
+// any, is returned to go with the chunk; or, if it was cancelled, its
+// cancel is settled (f.mu held).
+func (s *session) answeredLocked(i int64, asked bool) (span trace.Span) {
 	if asked {
 		delete(s.inflight, i)
 		s.f.sched.release(i, s, true)
+		span = s.takeSpanLocked(i)
 	} else {
 		s.uncancelLocked(i)
 	}
 	s.adjustWindow()
+	return span
 }
 
 // uncancelLocked settles one cancelled request for chunk i, and reports
@@ -287,6 +292,7 @@ func (s *session) open(ctx context.Context) error {
 // some for this peer.
 func (s *session) sendLoop(ctx context.Context) {
 	var reqs []int64
+	var traces []wire.Trace // reqs' trace contexts, when the fetch is traced
 	for {
 		select {
 		case <-ctx.Done():
@@ -299,7 +305,7 @@ func (s *session) sendLoop(ctx context.Context) {
 			f.mu.Unlock()
 			return
 		}
-		reqs = reqs[:0]
+		reqs, traces = reqs[:0], traces[:0]
 		cancels := s.cancels
 		s.cancels = nil
 		haves := s.haves
@@ -315,6 +321,9 @@ func (s *session) sendLoop(ctx context.Context) {
 				// Distinct times keep the order of the requests.
 				s.inflight[i] = now.Add(time.Duration(len(reqs)))
 				reqs = append(reqs, i)
+				if f.traced {
+					traces = append(traces, s.startChunkSpan(i, now))
+				}
 			}
 			for len(s.inflight) < s.window {
 				p := f.sched.next(s)
@@ -353,9 +362,13 @@ func (s *session) sendLoop(ctx context.Context) {
 				err = s.w.Write(&wire.Msg{Type: wire.THaveUpdate, Index: uint64(i)}, nil)
 			}
 		}
-		for _, i := range reqs {
+		for k, i := range reqs {
 			if err == nil {
-				err = s.w.Write(&wire.Msg{Type: wire.TRequest, Index: uint64(i)}, nil)
+				m := wire.Msg{Type: wire.TRequest, Index: uint64(i)}
+				if k < len(traces) {
+					m.Trace = traces[k]
+				}
+				err = s.w.Write(&m, nil)
 			}
 		}
 		if err == nil {
@@ -381,6 +394,7 @@ func (s *session) cancelLocked(i int64) {
 		return
 	}
 	delete(s.inflight, i)
+	s.endSpanLocked(i, "cancelled: asked of another peer, or no longer needed")
 	s.cancelled[i]++
 	s.cancels = append(s.cancels, i)
 	s.signal()
@@ -419,6 +433,7 @@ func (s *session) getBlock(ctx context.Context, id uint64, c wire.Msg) ([]byte, 
 		delete(s.blockWait, id)
 		s.f.mu.Unlock()
 	}()
+	c.Trace = toWire(trace.SpanContextFromContext(ctx))
 	s.wmu.Lock()
 	err := s.w.Write(&c, nil)
 	if err == nil {
@@ -527,7 +542,7 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 	if asked {
 		s.measure(now, askedAt, int64(m.Length))
 	}
-	s.answeredLocked(i, asked)
+	span := s.answeredLocked(i, asked)
 	s.lastProg = now
 	s.stalls = 0
 	f.received += int64(m.Length)
@@ -538,6 +553,7 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 	buf := f.s.getBuf(int(m.Length))
 	// A long chunk on a slow link is progress, not a stall.
 	if err := r.ReadPayloadEach(*buf, payloadPiece, func() { s.bytesAt.Store(time.Now().UnixNano()) }); err != nil {
+		endChunkSpan(span, err, false)
 		f.s.putBuf(buf)
 		f.mu.Lock()
 		if asked {
@@ -547,9 +563,10 @@ func (s *session) onChunk(ctx context.Context, r *wire.Reader, m wire.Msg) error
 		return err
 	}
 	select {
-	case f.arrivals <- arrival{s: s, i: i, buf: buf, askedAt: askedAt, firstByte: now}:
+	case f.arrivals <- arrival{s: s, i: i, buf: buf, askedAt: askedAt, firstByte: now, span: span}:
 		return nil
 	case <-ctx.Done():
+		endChunkSpan(span, ctx.Err(), false)
 		f.s.putBuf(buf)
 		return ctx.Err()
 	}
@@ -565,4 +582,6 @@ type arrival struct {
 	// When the chunk was asked for (zero if its request was cancelled)
 	// and when its first byte came, for the debug log.
 	askedAt, firstByte time.Time
+	// span is the request's span, when the fetch is traced.
+	span trace.Span
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/shoalnet/shoal/transfer/manifest"
 	"github.com/shoalnet/shoal/transfer/wire"
 )
@@ -333,8 +335,9 @@ func (s *session) onPart(ctx context.Context, r *wire.Reader, m wire.Msg) error 
 	s.stalls = 0
 	f.received += int64(size)
 	f.s.counts.bytesReceived.Add(int64(size))
+	var span trace.Span
 	if last {
-		s.answeredLocked(i, asked)
+		span = s.answeredLocked(i, asked)
 	}
 	f.mu.Unlock()
 	if !last {
@@ -343,9 +346,10 @@ func (s *session) onPart(ctx context.Context, r *wire.Reader, m wire.Msg) error 
 	delete(s.rx, i)
 	s.signal()
 	select {
-	case f.arrivals <- arrival{s: s, i: i, buf: rx.p.buf, p: rx.p, askedAt: askedAt, firstByte: rx.firstByte}:
+	case f.arrivals <- arrival{s: s, i: i, buf: rx.p.buf, p: rx.p, askedAt: askedAt, firstByte: rx.firstByte, span: span}:
 		return nil
 	case <-ctx.Done():
+		endChunkSpan(span, ctx.Err(), false)
 		s.abandon(rx)
 		return ctx.Err()
 	}

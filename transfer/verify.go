@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shoalnet/shoal/transfer/manifest"
 	"github.com/shoalnet/shoal/transfer/wire"
@@ -146,6 +147,14 @@ func (f *fetch) accept(a arrival) {
 		defer f.s.putBuf(a.buf)
 	}
 	data := *a.buf
+	var (
+		err       error
+		duplicate bool
+	)
+	if a.span != nil {
+		a.span.AddEvent("first byte", trace.WithTimestamp(a.firstByte))
+		defer func() { endChunkSpan(a.span, err, duplicate) }()
+	}
 	f.mu.Lock()
 	already := f.sched.state[a.i] == chunkDone
 	f.mu.Unlock()
@@ -154,10 +163,16 @@ func (f *fetch) accept(a arrival) {
 		f.duplicates++
 		f.mu.Unlock()
 		f.s.counts.duplicates.Add(1)
+		duplicate = true
 		return
 	}
 	if a.p == nil { // else verified group by group on arrival
-		if err := f.m.Verify(a.i, data); err != nil {
+		t0 := time.Now()
+		err = f.m.Verify(a.i, data)
+		if a.span != nil {
+			f.s.childSpan(a.span, "shoal.verify", t0, time.Now(), err)
+		}
+		if err != nil {
 			f.mu.Lock()
 			f.sched.requeue(a.i)
 			f.mu.Unlock()
@@ -165,7 +180,12 @@ func (f *fetch) accept(a arrival) {
 			return
 		}
 	}
-	if err := f.files.writeChunk(a.i, data); err != nil {
+	t0 := time.Now()
+	err = f.files.writeChunk(a.i, data)
+	if a.span != nil {
+		f.s.childSpan(a.span, "shoal.write", t0, time.Now(), err)
+	}
+	if err != nil {
 		f.fail(fmt.Errorf("transfer: %w", err))
 		return
 	}
@@ -175,6 +195,7 @@ func (f *fetch) accept(a arrival) {
 		f.duplicates++
 		f.mu.Unlock()
 		f.s.counts.duplicates.Add(1)
+		duplicate = true
 		return
 	}
 	f.held += int64(len(data))

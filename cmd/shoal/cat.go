@@ -94,11 +94,11 @@ func catError(err error) error {
 // catInProcess reads with a node of its own on the home, for when no
 // daemon runs.
 func catInProcess(c *cli.Context, root cid.Cid, name string, key *seal.Key) error {
-	n, err := inProcessNode(c)
+	n, done, err := inProcessNode(c)
 	if err != nil {
 		return err
 	}
-	defer n.Close()
+	defer done()
 	var rd io.ReadCloser
 	if key != nil {
 		rd, err = n.OpenDecrypted(c.Context, root, *key, name)

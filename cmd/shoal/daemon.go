@@ -29,7 +29,8 @@ func daemonCommand() *cli.Command {
 			"It listens on TCP and QUIC port 4110 on all interfaces by default;\n" +
 			"--listen /ip4/127.0.0.1/tcp/0 picks a free loopback port, so several\n" +
 			"daemons can run on one machine. SIGINT or SIGTERM leaves the network,\n" +
-			"checkpoints fetches in progress and exits; a second signal exits at once.",
+			"checkpoints fetches in progress and exits; a second signal exits at once.\n\n" +
+			tracingHelp,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Usage: "multiaddr to listen on (repeatable; config: listen)"},
 			&cli.StringSliceFlag{Name: "bootstrap", Usage: "multiaddr with /p2p/<id> of a peer to join through (repeatable; config: bootstrap)"},
@@ -101,6 +102,11 @@ func runDaemon(c *cli.Context) error {
 		return err
 	}
 	cfg.Logger = log
+	flushTraces, err := setTracing(c.Context, &cfg, home, c.App.Writer)
+	if err != nil {
+		return err
+	}
+	defer flushTraces()
 
 	n, err := node.New(c.Context, cfg)
 	if err != nil {

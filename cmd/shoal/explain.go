@@ -16,6 +16,9 @@ import (
 // err, if not nil, how it failed.
 func explain(w io.Writer, p transfer.Progress, err error) {
 	fmt.Fprintln(w, "how the fetch went:")
+	if p.Trace != "" {
+		fmt.Fprintf(w, "  trace: %s (every chunk request and the serving peers' work on it)\n", p.Trace)
+	}
 	if p.FirstProvider > 0 {
 		fmt.Fprintf(w, "  providers: the first one answered after %s", p.FirstProvider.Round(time.Millisecond))
 		if p.Manifest > 0 {

@@ -125,11 +125,11 @@ func runFetch(c *cli.Context) error {
 // fetchInProcess fetches with a node of its own on the home, for when no
 // daemon runs.
 func fetchInProcess(c *cli.Context, req api.FetchRequest, rep *fetchReporter) (api.Event, error) {
-	n, err := inProcessNode(c)
+	n, done, err := inProcessNode(c)
 	if err != nil {
 		return api.Event{}, err
 	}
-	defer n.Close()
+	defer done()
 	root, _ := parseRoot(req.Root)
 	opts := node.FetchOptions{Overwrite: req.Overwrite, IntoDir: req.IntoDir, Progress: rep.update}
 	opts.Peers, _ = parsePeers(req.Peers, "--peer")
@@ -153,25 +153,37 @@ func fetchInProcess(c *cli.Context, req api.FetchRequest, rep *fetchReporter) (a
 // inProcessNode starts a node on the home for one command, when no daemon
 // runs: it listens on free ports, queries the DHT without serving it, and
 // bootstraps from --bootstrap or config.toml.
-func inProcessNode(c *cli.Context) (*node.Node, error) {
+func inProcessNode(c *cli.Context) (*node.Node, func(), error) {
 	home, err := filepath.Abs(c.String("home"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fc, _, err := readConfig(home)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if bs := c.StringSlice("bootstrap"); len(bs) > 0 {
 		fc.Bootstrap = bs
 	}
 	cfg, err := fc.nodeConfig(home)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.ListenAddrs = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}
 	cfg.DHTClientMode = true
 	cfg.MDNS = false
 	cfg.Logger = slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelError}))
-	return node.New(c.Context, cfg)
+	flush, err := setTracing(c.Context, &cfg, home, c.App.ErrWriter)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := node.New(c.Context, cfg)
+	if err != nil {
+		flush()
+		return nil, nil, err
+	}
+	return n, func() {
+		n.Close()
+		flush()
+	}, nil
 }

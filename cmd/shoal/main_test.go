@@ -63,7 +63,17 @@ func shoalBinary(t testing.TB) string {
 // startDaemon runs `shoal daemon` on loopback and returns its address.
 func startDaemon(t *testing.T, home string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
+	cmd, addr, _ := startDaemonEnv(t, home, nil, args...)
+	return cmd, addr
+}
+
+// startDaemonEnv is startDaemon with env added to the daemon's
+// environment; rest yields what the daemon printed on stdout after its
+// address, once it exits.
+func startDaemonEnv(t *testing.T, home string, env []string, args ...string) (*exec.Cmd, string, <-chan string) {
+	t.Helper()
 	cmd := exec.Command(shoalBinary(t), append([]string{"--home", home, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--log-level", "warn"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -74,17 +84,23 @@ func startDaemon(t *testing.T, home string, args ...string) (*exec.Cmd, string) 
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	sc := bufio.NewScanner(out)
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		if addr, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+			rest := make(chan string, 1)
 			go func() {
+				var b strings.Builder
 				for sc.Scan() {
+					b.WriteString(sc.Text())
+					b.WriteByte('\n')
 				}
+				rest <- b.String()
 			}()
-			return cmd, addr
+			return cmd, addr, rest
 		}
 	}
 	t.Fatal("daemon printed no address")
-	return nil, ""
+	return nil, "", nil
 }
 
 func TestDaemonStartsJoinsAndStops(t *testing.T) {

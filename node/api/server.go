@@ -16,6 +16,8 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/shoalnet/shoal/node"
 	"github.com/shoalnet/shoal/node/auth"
@@ -435,11 +437,14 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 	}
 	st := newStream(w)
 	opts.Progress = func(p transfer.Progress) { st.send(Event{Type: "progress", Fetch: &p}) }
+	// A caller's trace context (traceparent) makes the fetch part of its
+	// trace.
+	ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	var res *transfer.Result
 	if key != nil {
-		res, err = s.n.FetchDecrypted(r.Context(), root, *key, req.Dst, opts)
+		res, err = s.n.FetchDecrypted(ctx, root, *key, req.Dst, opts)
 	} else {
-		res, err = s.n.Fetch(r.Context(), root, req.Dst, opts)
+		res, err = s.n.Fetch(ctx, root, req.Dst, opts)
 	}
 	if err != nil {
 		st.send(Event{Type: "error", Error: err.Error(), Code: codeOf(err)})

@@ -65,4 +65,14 @@
 // in place (same size and time) learns of it, checks the chunk itself,
 // and stops serving the share if it no longer matches. A server acts on
 // one such report per stream.
+//
+// # Tracing
+//
+// A GetBlock or Request of a traced fetch carries the W3C trace context
+// of the fetcher's span after its fields: version 0 (1 byte), trace ID
+// (16), parent span ID (8), flags (1) — traceparent's fields in binary.
+// The server records its work on the request (disk, network) as child
+// spans of that parent; a request without it ends after its fields and
+// is served without spans. A fetch that is not traced sends none, so the
+// field costs nothing when tracing is off.
 package wire

@@ -43,7 +43,7 @@ func FuzzReader(f *testing.F) {
 			m2, err := NewReader(bytes.NewReader(again), 0).Next()
 			if err != nil || m2.Type != m.Type || m2.Index != m.Index || m2.Offset != m.Offset || m2.ID != m.ID ||
 				m2.Length != m.Length || m2.Text != m.Text || !bytes.Equal(m2.Bits, m.Bits) ||
-				!m2.Root.Equals(m.Root) || !m2.CID.Equals(m.CID) {
+				!m2.Root.Equals(m.Root) || !m2.CID.Equals(m.CID) || m2.Trace != m.Trace {
 				t.Fatalf("re-decode: %+v vs %+v (%v)", m2, m, err)
 			}
 			if m.Length > 0 {

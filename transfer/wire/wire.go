@@ -43,8 +43,8 @@ type Type uint8
 // side to the serving side; the others go back.
 const (
 	TOpen       Type = 1  // Root
-	TGetBlock   Type = 2  // ID, CID
-	TRequest    Type = 3  // Index
+	TGetBlock   Type = 2  // ID, CID, Trace (optional)
+	TRequest    Type = 3  // Index, Trace (optional)
 	TCancel     Type = 4  // Index
 	THave       Type = 5  // Start, Bits
 	THaveAll    Type = 6  // (no fields)
@@ -173,6 +173,38 @@ type Msg struct {
 	// Peers are other peers fetching or holding the same root (Peers):
 	// peer exchange, so that fetchers find each other and trade chunks.
 	Peers []PeerAddrs
+	// Trace is the W3C trace context of a GetBlock or Request, when the
+	// fetch is traced: the serving side records its work as child spans.
+	Trace Trace
+}
+
+// Trace is a W3C trace context (traceparent, version 00) in binary form.
+// On the wire it follows a GetBlock's or Request's fields as 26 bytes:
+// version 0, the trace ID, the parent span ID and the flags. A request
+// without it ends after its fields.
+type Trace struct {
+	TraceID [16]byte
+	SpanID  [8]byte
+	Flags   byte
+}
+
+// traceLen is Trace's size on the wire, its version byte included.
+const traceLen = 1 + 16 + 8 + 1
+
+// Valid reports whether t is a trace context: both IDs non-zero, as the
+// W3C specification requires.
+func (t Trace) Valid() bool {
+	return t.TraceID != [16]byte{} && t.SpanID != [8]byte{}
+}
+
+func appendTrace(b []byte, t Trace) []byte {
+	if !t.Valid() {
+		return b
+	}
+	b = append(b, 0)
+	b = append(b, t.TraceID[:]...)
+	b = append(b, t.SpanID[:]...)
+	return append(b, t.Flags)
 }
 
 // ErrProtocol is wrapped by every decoding error: the peer broke the
@@ -201,7 +233,11 @@ func Append(dst []byte, m *Msg) ([]byte, error) {
 		}
 		b = binary.AppendUvarint(b, m.ID)
 		b = appendBytes(b, m.CID.Bytes())
-	case TRequest, TCancel, THaveUpdate:
+		b = appendTrace(b, m.Trace)
+	case TRequest:
+		b = binary.AppendUvarint(b, m.Index)
+		b = appendTrace(b, m.Trace)
+	case TCancel, THaveUpdate:
 		b = binary.AppendUvarint(b, m.Index)
 	case THave:
 		if m.Start%8 != 0 {
@@ -306,7 +342,11 @@ func Decode(body []byte) (Msg, error) {
 	case TGetBlock:
 		m.ID = d.uvarint()
 		m.CID = d.cid()
-	case TRequest, TCancel, THaveUpdate:
+		m.Trace = d.trace()
+	case TRequest:
+		m.Index = d.uvarint()
+		m.Trace = d.trace()
+	case TCancel, THaveUpdate:
 		m.Index = d.uvarint()
 	case THave:
 		m.Start = d.uvarint()
@@ -463,6 +503,30 @@ func (d *decoder) cid() cid.Cid {
 		return cid.Undef
 	}
 	return c
+}
+
+// trace reads an optional Trace: nothing, or exactly its 26 bytes.
+func (d *decoder) trace() Trace {
+	var t Trace
+	if d.err != nil || len(d.b) == 0 {
+		return t
+	}
+	if len(d.b) < traceLen {
+		d.fail("truncated trace context")
+		return t
+	}
+	if d.b[0] != 0 {
+		d.fail("trace context version %d", d.b[0])
+		return t
+	}
+	copy(t.TraceID[:], d.b[1:17])
+	copy(t.SpanID[:], d.b[17:25])
+	t.Flags = d.b[25]
+	d.b = d.b[traceLen:]
+	if !t.Valid() {
+		d.fail("trace context with a zero ID")
+	}
+	return t
 }
 
 func (d *decoder) length() uint32 {

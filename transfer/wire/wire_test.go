@@ -22,11 +22,19 @@ func testCID(t testing.TB, s string) cid.Cid {
 	return cid.NewCidV1(cid.Raw, h)
 }
 
+var sampleTrace = Trace{
+	TraceID: [16]byte{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+	SpanID:  [8]byte{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+	Flags:   1,
+}
+
 func sampleMsgs(t testing.TB) []Msg {
 	return []Msg{
 		{Type: TOpen, Root: testCID(t, "root")},
 		{Type: TGetBlock, ID: 7, CID: testCID(t, "block")},
 		{Type: TRequest, Index: 1 << 40},
+		{Type: TRequest, Index: 5, Trace: sampleTrace},
+		{Type: TGetBlock, ID: 8, CID: testCID(t, "block"), Trace: sampleTrace},
 		{Type: TCancel, Index: 3},
 		{Type: THave, Start: 64, Bits: []byte{0xff, 0x01, 0x80}},
 		{Type: THave, Start: 0, Bits: bytes.Repeat([]byte{0xaa}, MaxBitsBytes)},
@@ -162,6 +170,20 @@ func TestDecodeRejects(t *testing.T) {
 	tb := append([]byte{}, valid...)
 	tb[0]++
 	cases["trailing bytes"] = append(tb, 0)
+	// Trace contexts: a request with one, then broken.
+	traced, _ := Append(nil, &Msg{Type: TRequest, Index: 300, Trace: sampleTrace})
+	body := traced[1:] // the frame length is one byte here
+	frame := func(b []byte) []byte { return append([]byte{byte(len(b))}, b...) }
+	withTrace := func(f func(tr []byte)) []byte {
+		b := append([]byte{}, body...)
+		f(b[len(b)-traceLen:])
+		return frame(b)
+	}
+	cases["trace truncated"] = frame(body[:len(body)-1])
+	cases["trace trailing"] = frame(append(append([]byte{}, body...), 0))
+	cases["trace version"] = withTrace(func(tr []byte) { tr[0] = 1 })
+	cases["trace zero ID"] = withTrace(func(tr []byte) { clear(tr[1:17]) })
+	cases["trace zero span"] = withTrace(func(tr []byte) { clear(tr[17:25]) })
 	for name, in := range cases {
 		_, err := NewReader(bytes.NewReader(in), 0).Next()
 		if err == nil {

@@ -1,0 +1,177 @@
+package transfer
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/shoalnet/shoal/transfer/manifest"
+)
+
+// tracedService is a Service whose spans land in the exporter returned,
+// each as it ends.
+func tracedService(t *testing.T, sampler sdktrace.Sampler) (*Service, *tracetest.InMemoryExporter, peer.AddrInfo) {
+	t.Helper()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sampler))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	s, h := newHostServiceWith(t, func(c *Config) { c.TracerProvider = tp })
+	return s, exp, peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}
+}
+
+func attrOf(s tracetest.SpanStub, k attribute.Key) attribute.Value {
+	for _, kv := range s.Attributes {
+		if kv.Key == k {
+			return kv.Value
+		}
+	}
+	return attribute.Value{}
+}
+
+// A traced fetch is one trace across both peers: every chunk request is
+// a span of the fetcher's, and the serving peer records its answer to it
+// as a child span, with the disk read and the send under that.
+func TestTraceAcrossPeers(t *testing.T) {
+	seed, seedSpans, seedInfo := tracedService(t, sdktrace.AlwaysSample())
+	fetcher, fetchSpans, _ := tracedService(t, sdktrace.AlwaysSample())
+	if err := fetcher.h.Connect(context.Background(), seedInfo); err != nil {
+		t.Fatal(err)
+	}
+	const chunks = 4
+	path := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(path, randomBytes(chunks*manifest.MinChunkSize, 3), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rec, err := seed.Share(ctx, path, ShareOptions{Build: manifest.BuildOptions{ChunkSize: manifest.MinChunkSize}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fetcher.Fetch(ctx, rec.Root, filepath.Join(t.TempDir(), "copy"), FetchOptions{Peers: []peer.ID{seedInfo.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	// Every span ends before its service's Close returns.
+	fetcher.Close()
+	seed.Close()
+
+	byName := func(spans tracetest.SpanStubs) map[string][]tracetest.SpanStub {
+		m := map[string][]tracetest.SpanStub{}
+		for _, s := range spans {
+			m[s.Name] = append(m[s.Name], s)
+		}
+		return m
+	}
+	fs, ss := byName(fetchSpans.GetSpans()), byName(seedSpans.GetSpans())
+	if len(fs["shoal.transfer"]) != 1 || len(fs["shoal.manifest"]) != 1 {
+		t.Fatalf("fetcher's spans: %d transfer, %d manifest; want 1 of each", len(fs["shoal.transfer"]), len(fs["shoal.manifest"]))
+	}
+	root := fs["shoal.transfer"][0].SpanContext
+	tid := root.TraceID()
+
+	// The fetcher: one span per chunk, under the fetch, naming the
+	// provider, each with its verification and write.
+	requests := map[trace.SpanID]int64{}
+	for _, s := range fs["shoal.chunk"] {
+		if s.SpanContext.TraceID() != tid || s.Parent.SpanID() != root.SpanID() {
+			t.Errorf("chunk span %s is not under the fetch's span", s.SpanContext.SpanID())
+		}
+		if got := attrOf(s, attrPeer).AsString(); got != seedInfo.ID.String() {
+			t.Errorf("chunk span's peer %q, want %s", got, seedInfo.ID)
+		}
+		requests[s.SpanContext.SpanID()] = attrOf(s, attrChunk).AsInt64()
+	}
+	if len(requests) != chunks {
+		t.Fatalf("%d chunk spans, want %d", len(requests), chunks)
+	}
+	for _, phase := range []string{"shoal.verify", "shoal.write"} {
+		under := map[trace.SpanID]bool{}
+		for _, s := range fs[phase] {
+			under[s.Parent.SpanID()] = true
+		}
+		for id := range requests {
+			if !under[id] {
+				t.Errorf("chunk span %s has no %s child", id, phase)
+			}
+		}
+	}
+
+	// The seed: every request answered under the fetcher's span that
+	// made it, in the fetcher's trace.
+	served := map[int64]bool{}
+	for _, s := range ss["shoal.serve_chunk"] {
+		if s.SpanContext.TraceID() != tid {
+			t.Fatalf("served chunk's trace %s, want the fetcher's %s", s.SpanContext.TraceID(), tid)
+		}
+		i, ok := requests[s.Parent.SpanID()]
+		if !ok || !s.Parent.IsRemote() {
+			t.Fatalf("served chunk's parent %s is none of the fetcher's chunk spans", s.Parent.SpanID())
+		}
+		if got := attrOf(s, attrChunk).AsInt64(); got != i {
+			t.Errorf("seed served chunk %d under the request for chunk %d", got, i)
+		}
+		served[i] = true
+	}
+	if len(served) != chunks {
+		t.Fatalf("seed's spans cover %d chunks, want %d", len(served), chunks)
+	}
+	for _, phase := range []string{"shoal.read", "shoal.send"} {
+		under := map[trace.SpanID]bool{}
+		for _, s := range ss[phase] {
+			under[s.Parent.SpanID()] = true
+		}
+		for _, s := range ss["shoal.serve_chunk"] {
+			if !under[s.SpanContext.SpanID()] {
+				t.Errorf("served chunk %d has no %s child", attrOf(s, attrChunk).AsInt64(), phase)
+			}
+		}
+	}
+	manifestID := fs["shoal.manifest"][0].SpanContext.SpanID()
+	if len(ss["shoal.serve_block"]) == 0 {
+		t.Error("no span for the manifest blocks served")
+	}
+	for _, s := range ss["shoal.serve_block"] {
+		if s.SpanContext.TraceID() != tid || s.Parent.SpanID() != manifestID {
+			t.Errorf("served block's parent %s, want the fetcher's manifest span %s", s.Parent.SpanID(), manifestID)
+		}
+	}
+}
+
+// A fetch that is not sampled sends no trace context: the serving peer,
+// tracing everything it is asked to, records nothing.
+func TestTraceOffSendsNothing(t *testing.T) {
+	seed, seedSpans, seedInfo := tracedService(t, sdktrace.AlwaysSample())
+	fetcher, fetchSpans, _ := tracedService(t, sdktrace.NeverSample())
+	if err := fetcher.h.Connect(context.Background(), seedInfo); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(path, randomBytes(3*manifest.MinChunkSize, 4), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rec, err := seed.Share(ctx, path, ShareOptions{Build: manifest.BuildOptions{ChunkSize: manifest.MinChunkSize}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fetcher.Fetch(ctx, rec.Root, filepath.Join(t.TempDir(), "copy"), FetchOptions{Peers: []peer.ID{seedInfo.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	fetcher.Close()
+	seed.Close()
+	if n := len(fetchSpans.GetSpans()); n != 0 {
+		t.Errorf("an unsampled fetch exported %d spans", n)
+	}
+	if n := len(seedSpans.GetSpans()); n != 0 {
+		t.Errorf("the seed recorded %d spans for requests that carried no trace context", n)
+	}
+}
