@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string) error {
 			peersCommand(),
 			membersCommand(),
 			graphCommand(),
+			dashboardCommand(),
 			statusCommand(),
 			tokenCommand(),
 			versionCommand(),

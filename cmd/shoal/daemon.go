@@ -121,30 +121,33 @@ func runDaemon(c *cli.Context) error {
 		return err
 	}
 	handler := api.NewServer(n, version, log)
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 2)
-	go func() { served <- srv.Serve(l) }()
 	var tcpSrv *http.Server
+	var tl net.Listener
 	if fc.APIListen != "" {
 		bearer, err := api.LoadOrCreateBearer(home)
 		if err != nil {
-			srv.Close()
+			l.Close()
 			n.Close()
 			return err
 		}
 		readBearer, err := api.LoadOrCreateReadBearer(home)
 		if err != nil {
-			srv.Close()
+			l.Close()
 			n.Close()
 			return err
 		}
-		tl, err := net.Listen("tcp", fc.APIListen)
-		if err != nil {
-			srv.Close()
+		if tl, err = net.Listen("tcp", fc.APIListen); err != nil {
+			l.Close()
 			n.Close()
 			return fmt.Errorf("api_listen: %w", err)
 		}
+		handler.TCPAddr = tl.Addr().String()
 		tcpSrv = &http.Server{Handler: api.RequireBearer(bearer, readBearer, handler), ReadHeaderTimeout: 10 * time.Second}
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 2)
+	go func() { served <- srv.Serve(l) }()
+	if tcpSrv != nil {
 		go func() { served <- tcpSrv.Serve(tl) }()
 		log.Info("API also on TCP; requests need a bearer token", "addr", tl.Addr().String(),
 			"token_file", filepath.Join(home, api.TokenFileName), "read_only_token_file", filepath.Join(home, api.ReadTokenFileName))
@@ -152,6 +155,9 @@ func runDaemon(c *cli.Context) error {
 
 	log.Info("daemon started", "peer", n.ID(), "network", n.Network(), "api", filepath.Join(home, api.SocketName))
 	fmt.Fprintf(c.App.Writer, "peer %s\n", n.ID())
+	if tl != nil {
+		fmt.Fprintf(c.App.Writer, "dashboard %s (shoal dashboard prints it with a token)\n", api.DashboardURL(handler.TCPAddr))
+	}
 	for _, a := range n.Addrs() {
 		fmt.Fprintf(c.App.Writer, "listening on %s\n", a)
 	}

@@ -334,3 +334,67 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Errorf("Content-Type %q", ct)
 	}
 }
+
+// The dashboard's files are served without a token (they hold no data),
+// with a policy that keeps the page to its own origin; what the page
+// reads still needs one.
+func TestDashboardFiles(t *testing.T) {
+	d := newDaemon(t)
+	srv := httptest.NewServer(RequireBearer("full-token", "read-token", NewServer(d.n, "test", nil)))
+	defer srv.Close()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, c := range []struct {
+		method, path string
+		want         int
+		contains     string
+	}{
+		{http.MethodGet, "/ui/", http.StatusOK, `<script src="app.js"></script>`},
+		{http.MethodGet, "/ui/app.js", http.StatusOK, "Authorization"},
+		{http.MethodGet, "/ui/style.css", http.StatusOK, "--alive"},
+		{http.MethodHead, "/ui/", http.StatusOK, ""},
+		{http.MethodGet, "/", http.StatusFound, ""},
+		{http.MethodGet, "/ui/missing.js", http.StatusNotFound, ""},
+		{http.MethodPost, "/ui/", http.StatusUnauthorized, ""},
+		{http.MethodGet, "/v1/status", http.StatusUnauthorized, ""},
+		{http.MethodGet, "/v1/graph", http.StatusUnauthorized, ""},
+		{http.MethodGet, "/uix", http.StatusUnauthorized, ""},
+	} {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want || !strings.Contains(string(body), c.contains) {
+			t.Errorf("%s %s: %d %.80q, want %d with %q", c.method, c.path, resp.StatusCode, body, c.want, c.contains)
+		}
+		if c.want == http.StatusOK && !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
+			t.Errorf("%s %s: no content security policy", c.method, c.path)
+		}
+	}
+	if loc := func() string {
+		resp, err := client.Get(srv.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get("Location")
+	}(); loc != DashboardPath {
+		t.Errorf("/ redirects to %q, want %s", loc, DashboardPath)
+	}
+}
+
+func TestDashboardURL(t *testing.T) {
+	for addr, want := range map[string]string{
+		"127.0.0.1:4111": "http://127.0.0.1:4111/ui/",
+		"0.0.0.0:4111":   "http://127.0.0.1:4111/ui/",
+		"[::]:4111":      "http://[::1]:4111/ui/",
+		"[::1]:80":       "http://[::1]:80/ui/",
+		"node.lan:4111":  "http://node.lan:4111/ui/",
+	} {
+		if got := DashboardURL(addr); got != want {
+			t.Errorf("DashboardURL(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}

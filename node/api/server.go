@@ -28,12 +28,21 @@ import (
 
 // Server serves the API over a node. It is an http.Handler.
 type Server struct {
+	// TCPAddr is the daemon's TCP listener (host:port) serving this
+	// handler, if any; set it before serving. Status reports it, and
+	// the dashboard's address with it.
+	TCPAddr string
+
 	n       *node.Node
 	version string
 	log     *slog.Logger
 	mux     *http.ServeMux
 
 	contentSlots chan struct{} // bounds the content requests served at once
+
+	graphMu   sync.Mutex // held while the members are asked
+	graphLast node.Graph // the last topology (graphMu)
+	graphAt   time.Time  // when it was asked for
 }
 
 // NewServer returns the API handler for n.
@@ -68,6 +77,8 @@ func NewServer(n *node.Node, version string, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/revoke", s.revoke)
 	s.mux.HandleFunc("GET /content/{root}", s.content)
 	s.mux.HandleFunc("GET /content/{root}/{path...}", s.content)
+	s.mux.Handle("GET "+DashboardPath, uiHandler())
+	s.mux.Handle("GET /{$}", http.RedirectHandler(DashboardPath, http.StatusFound))
 	return s
 }
 
@@ -123,7 +134,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		Started: s.n.Started(), Uptime: time.Since(s.n.Started()),
 		Peers:   len(s.n.Peers()),
 		Fetches: s.n.Fetches(), DHTPeers: s.n.DHTPeers(), Reachable: s.n.Reachability(),
-		Access: s.n.Access(),
+		Access: s.n.Access(), APIListen: s.TCPAddr,
 	}
 	for _, a := range s.n.Addrs() {
 		st.Addrs = append(st.Addrs, a.String())
@@ -201,11 +212,6 @@ func (s *Server) replicas(w http.ResponseWriter, r *http.Request) {
 func (s *Server) gc(w http.ResponseWriter, r *http.Request) {
 	c, err := s.n.CollectGarbage(r.Context())
 	reply(w, c, err)
-}
-
-func (s *Server) graph(w http.ResponseWriter, r *http.Request) {
-	g, err := s.n.Topology(r.Context())
-	reply(w, g, err)
 }
 
 // reply writes a node call's result: v as JSON, or err with the status

@@ -36,6 +36,9 @@ type Status struct {
 	Store     node.StoreStatus     `json:"store"`
 	// UnderReplicated lists the roots with fewer live copies than asked.
 	UnderReplicated []node.ReplicaStatus `json:"under_replicated,omitempty"`
+	// APIListen is the daemon's TCP listener for the API, the gateway and
+	// the dashboard (api_listen), if it has one.
+	APIListen string `json:"api_listen,omitempty"`
 }
 
 // PinRequest asks the network to keep Replicas copies of Root.
