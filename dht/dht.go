@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -57,6 +58,8 @@ type DHT struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed bool
+
+	backlog, provided, failed atomic.Int64 // ProvideStats
 }
 
 // New starts a DHT on h. Close stops it.
@@ -195,10 +198,35 @@ func (d *DHT) Provide(ctx context.Context, root cid.Cid) error {
 	d.mu.Lock()
 	d.roots[root] = struct{}{}
 	d.mu.Unlock()
+	d.backlog.Add(1)
+	defer d.backlog.Add(-1)
+	return d.provide(ctx, root)
+}
+
+// provide announces root once, counting the outcome.
+func (d *DHT) provide(ctx context.Context, root cid.Cid) error {
 	if err := d.kad.Provide(ctx, root, true); err != nil {
+		d.failed.Add(1)
 		return fmt.Errorf("dht: provide %s: %w", root, err)
 	}
+	d.provided.Add(1)
 	return nil
+}
+
+// ProvideStats are counts of the DHT announcements of provided roots.
+type ProvideStats struct {
+	Backlog  int64 // announcements under way or waiting (a reprovide round's roots not yet done)
+	Provided int64 // announcements stored on the closest peers
+	Failed   int64 // announcements that failed (no peers, timeouts)
+	Roots    int   // roots provided (announced again every ReprovideInterval)
+}
+
+// ProvideStats returns the counts since the DHT started.
+func (d *DHT) ProvideStats() ProvideStats {
+	d.mu.Lock()
+	roots := len(d.roots)
+	d.mu.Unlock()
+	return ProvideStats{Backlog: d.backlog.Load(), Provided: d.provided.Load(), Failed: d.failed.Load(), Roots: roots}
 }
 
 // Unprovide stops re-providing root (its records expire on their own).
@@ -232,12 +260,18 @@ func (d *DHT) reprovideLoop(ctx context.Context) {
 			roots = append(roots, c)
 		}
 		d.mu.Unlock()
-		for _, c := range roots {
+		d.backlog.Add(int64(len(roots)))
+		for i, c := range roots {
+			if ctx.Err() != nil {
+				d.backlog.Add(-int64(len(roots) - i))
+				return
+			}
 			pctx, cancel := context.WithTimeout(ctx, time.Minute)
-			if err := d.kad.Provide(pctx, c, true); err != nil && ctx.Err() == nil {
+			if err := d.provide(pctx, c); err != nil && ctx.Err() == nil {
 				d.log.Warn("reprovide", "root", c, "err", err)
 			}
 			cancel()
+			d.backlog.Add(-1)
 		}
 	}
 }

@@ -58,6 +58,9 @@ func TestProvideAndFind(t *testing.T) {
 	if err := members[0].Provide(ctx, root); err != nil {
 		t.Fatal(err)
 	}
+	if st := members[0].ProvideStats(); st != (ProvideStats{Provided: 1, Roots: 1}) {
+		t.Errorf("provide stats %+v, want one root provided once and no backlog", st)
+	}
 	found := false
 	for ai := range members[2].FindProviders(ctx, root, 1) {
 		if ai.ID == members[0].h.ID() {
@@ -66,6 +69,21 @@ func TestProvideAndFind(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("provider not found through the DHT")
+	}
+}
+
+// A provide with nobody to store it fails, and counts as failed; the root
+// stays for the next round.
+func TestProvideStatsFailure(t *testing.T) {
+	d := newDHT(t, newHost(t), Config{ProtocolPrefix: DefaultPrefix("test")})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	h, _ := mh.Sum([]byte("alone"), mh.SHA2_256, -1)
+	if err := d.Provide(ctx, cid.NewCidV1(cid.DagCBOR, h)); err == nil {
+		t.Fatal("provide with an empty routing table succeeded")
+	}
+	if st := d.ProvideStats(); st != (ProvideStats{Failed: 1, Roots: 1}) {
+		t.Errorf("provide stats %+v, want one failure, one root kept, no backlog", st)
 	}
 }
 

@@ -2,17 +2,24 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/shoalnet/shoal/transfer/wire"
 )
 
 // metricValue returns the value of the metric name (with the label
-// value, if given) in reg, and whether it is there.
+// values, comma-separated, if given) in reg, and whether it is there.
 func metricValue(t *testing.T, reg *prometheus.Registry, name, label string) (float64, bool) {
 	t.Helper()
 	fams, err := reg.Gather()
@@ -24,7 +31,7 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, label string) (fl
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			if label != "" && !hasLabel(m, label) {
+			if label != "" && !hasLabels(m, strings.Split(label, ",")) {
 				continue
 			}
 			switch {
@@ -40,13 +47,13 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, label string) (fl
 	return 0, false
 }
 
-func hasLabel(m *dto.Metric, v string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetValue() == v {
-			return true
+func hasLabels(m *dto.Metric, vs []string) bool {
+	for _, v := range vs {
+		if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetValue() == v }) {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // A fetch moves the counters of both ends by exactly its chunks and
@@ -88,6 +95,29 @@ func TestMetricsCountAFetch(t *testing.T) {
 	if got, _ := metricValue(t, b.Metrics(), "shoal_received_bytes_total", ""); got < size {
 		t.Errorf("received %v bytes, fewer than the %d fetched", got, size)
 	}
+	// The transfer protocol's bytes: the chunks and a little framing.
+	// libp2p's meters take in the bytes counted about once a second.
+	for _, c := range []struct {
+		n     *Node
+		label string
+	}{{a, wire.ProtocolID + ",out"}, {b, wire.ProtocolID + ",in"}} {
+		var got float64
+		waitFor(t, 10*time.Second, "the transfer's bytes in the protocol meters", func() bool {
+			got, _ = metricValue(t, c.n.Metrics(), "shoal_protocol_bytes_total", c.label)
+			return got >= size
+		})
+		if got > size*1.01 {
+			t.Errorf("shoal_protocol_bytes_total{%s} = %v, want the %d bytes fetched and a little framing", c.label, got, size)
+		}
+	}
+	if _, ok := metricValue(t, b.Metrics(), "shoal_peer_rate_bytes_per_second", a.ID().String()+",in"); !ok {
+		t.Error("no rate for the peer fetched from")
+	}
+	for _, name := range []string{"shoal_gossip_rpcs_total", "shoal_dht_provide_backlog", "shoal_dht_provided_roots", "shoal_dht_provides_total"} {
+		if _, ok := metricValue(t, a.Metrics(), name, ""); !ok {
+			t.Errorf("no %s", name)
+		}
+	}
 	fams, err := a.Metrics().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -100,3 +130,43 @@ func TestMetricsCountAFetch(t *testing.T) {
 		t.Error("no libp2p metric in the node's registry")
 	}
 }
+
+// Gossip messages are counted by topic and outcome, with a bounded
+// number of topics.
+func TestGossipCounts(t *testing.T) {
+	g := &gossipCounts{msgs: make(map[[2]string]int64)}
+	msg := func(topic string) *pubsub.Message {
+		return &pubsub.Message{Message: &pb.Message{Topic: &topic}}
+	}
+	g.DeliverMessage(msg("shoal/x/catalog"))
+	g.DeliverMessage(msg("shoal/x/catalog"))
+	g.RejectMessage(msg("shoal/x/catalog"), pubsub.RejectValidationFailed)
+	g.DuplicateMessage(msg("shoal/x/members"))
+	for i := range maxGossipTopics + 5 {
+		g.DeliverMessage(msg(fmt.Sprintf("t%d", i)))
+	}
+	g.RecvRPC(nil)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectorFunc(g.collect))
+	for _, c := range []struct {
+		label string
+		want  float64
+	}{
+		{"shoal/x/catalog,delivered", 2}, {"shoal/x/catalog,rejected", 1}, {"shoal/x/members,duplicate", 1},
+		{"other,delivered", 7}, // 16 topics by name: the two above and t0..t13
+		{"t13,delivered", 1},
+	} {
+		if got, ok := metricValue(t, reg, "shoal_gossip_messages_total", c.label); !ok || got != c.want {
+			t.Errorf("shoal_gossip_messages_total{%s} = %v (present %v), want %v", c.label, got, ok, c.want)
+		}
+	}
+	if got, _ := metricValue(t, reg, "shoal_gossip_rpcs_total", "received"); got != 1 {
+		t.Errorf("%v RPCs received, want 1", got)
+	}
+}
+
+// collectorFunc is a prometheus.Collector of unchecked metrics.
+type collectorFunc func(chan<- prometheus.Metric)
+
+func (f collectorFunc) Describe(chan<- *prometheus.Desc)    {}
+func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }

@@ -17,6 +17,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	libp2pmetrics "github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
@@ -230,7 +231,7 @@ func (n *Node) openHome() (func() error, error) {
 }
 
 func (n *Node) startHost() (func() error, error) {
-	h, err := newHost(n.cfg, n.key, n.psk, n.access.gater, n.metrics.reg)
+	h, err := newHost(n.cfg, n.key, n.psk, n.access.gater, n.metrics.reg, n.metrics.bw)
 	if err != nil {
 		return nil, err
 	}
@@ -264,6 +265,7 @@ func (n *Node) startGossip() (func() error, error) {
 		// In a closed network only peers that presented a valid token
 		// join the meshes.
 		pubsub.WithPeerFilter(func(p peer.ID, _ string) bool { return acc.admittedNow(p) }),
+		pubsub.WithRawTracer(n.metrics.gossip),
 	)
 	if err != nil {
 		n.cancel()
@@ -387,7 +389,7 @@ func (n *Node) serveRecorded() {
 	}
 }
 
-func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *access.Gater, reg prometheus.Registerer) (host.Host, error) {
+func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *access.Gater, reg prometheus.Registerer, bw libp2pmetrics.Reporter) (host.Host, error) {
 	listen := cfg.ListenAddrs
 	transports := []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(quic.NewTransport)}
 	if psk != nil {
@@ -434,6 +436,7 @@ func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *access.Gater, reg 
 		libp2p.ConnectionManager(cm),
 		libp2p.ConnectionGater(bothGaters{g, cfg.ConnectionGater}),
 		libp2p.PrometheusRegisterer(reg),
+		libp2p.BandwidthReporter(bw),
 	}
 	opts = append(opts, transports...)
 	opts = append(opts, cfg.Libp2pOptions...)

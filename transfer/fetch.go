@@ -240,11 +240,12 @@ func (s *Service) Start(ctx context.Context, root cid.Cid, dst string, opts Fetc
 		started:  time.Now(),
 		ending:   make(chan struct{}),
 	}
+	// The span is set before the fetch is seen (Fetches reads it).
+	ctx, f.span = s.tracer.Start(ctx, "shoal.transfer", trace.WithAttributes(attrRoot.String(root.String())))
+	f.traced = f.span.IsRecording()
 	s.active[key] = f
 	s.wg.Add(1)
 	s.mu.Unlock()
-	ctx, f.span = s.tracer.Start(ctx, "shoal.transfer", trace.WithAttributes(attrRoot.String(root.String())))
-	f.traced = f.span.IsRecording()
 	p := &Pending{done: make(chan struct{})}
 	go func() {
 		defer close(p.done)

@@ -21,7 +21,11 @@ import (
 	"github.com/shoalnet/shoal/transfer/manifest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// libp2p's bandwidth meters share one sweeper goroutine per process,
+// started on first use and never stopped.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/libp2p/go-flow-metrics.(*sweeper).run"))
+}
 
 // daemon is a node with its API served in-process.
 type daemon struct {
