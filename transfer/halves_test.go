@@ -31,7 +31,7 @@ func newHostService(t *testing.T) (*Service, host.Host) {
 
 // newHostServiceWith is newHostService with the default configuration
 // changed by set.
-func newHostServiceWith(t *testing.T, set func(*Config)) (*Service, host.Host) {
+func newHostServiceWith(t testing.TB, set func(*Config)) (*Service, host.Host) {
 	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {

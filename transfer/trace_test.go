@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -173,5 +174,58 @@ func TestTraceOffSendsNothing(t *testing.T) {
 	}
 	if n := len(seedSpans.GetSpans()); n != 0 {
 		t.Errorf("the seed recorded %d spans for requests that carried no trace context", n)
+	}
+}
+
+// BenchmarkFetchTracing fetches 64 MiB over loopback with tracing off
+// and with every span recorded (and exported to nowhere): the cost of a
+// traced fetch is the ratio of the two.
+//
+//	go test -run '^$' -bench FetchTracing -count 5 ./transfer
+func BenchmarkFetchTracing(b *testing.B) {
+	for _, traced := range []bool{false, true} {
+		name := "off"
+		if traced {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			sampler := sdktrace.NeverSample()
+			if traced {
+				sampler = sdktrace.AlwaysSample()
+			}
+			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sampler))
+			defer tp.Shutdown(context.Background())
+			withTP := func(c *Config) { c.TracerProvider = tp }
+			seed, seedHost := newHostServiceWith(b, withTP)
+			fetcher, fetchHost := newHostServiceWith(b, withTP)
+			if err := fetchHost.Connect(context.Background(), peer.AddrInfo{ID: seedHost.ID(), Addrs: seedHost.Addrs()}); err != nil {
+				b.Fatal(err)
+			}
+			const size = 64 << 20
+			path := filepath.Join(b.TempDir(), "data")
+			if err := os.WriteFile(path, randomBytes(size, 9), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			rec, err := seed.Share(context.Background(), path, ShareOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			dir := b.TempDir()
+			b.SetBytes(size)
+			b.ResetTimer()
+			for i := range b.N {
+				dst := filepath.Join(dir, strconv.Itoa(i))
+				if _, err := fetcher.Fetch(context.Background(), rec.Root, dst, FetchOptions{Peers: []peer.ID{seedHost.ID()}}); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				// Forget the copy, so that the next fetch fetches again.
+				if err := fetcher.Unshare(rec.Root); err != nil {
+					b.Fatal(err)
+				}
+				os.Remove(dst)
+				b.StartTimer()
+			}
+		})
 	}
 }
