@@ -70,6 +70,9 @@ type Config struct {
 	Transfer transfer.Config
 	// Replication makes the node a storer of replicas and tunes repairs.
 	Replication ReplicationConfig
+	// NAT configures reaching peers behind NATs: relays, the relay
+	// service, port mapping (nat.go). Hole punching and AutoNAT are on.
+	NAT NATConfig
 	// ConnectionGater, if set, is consulted after the node's own gater
 	// (which refuses peers that failed a closed network's token exchange):
 	// a connection must pass both. Use it to keep addresses or peers out.

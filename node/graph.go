@@ -93,7 +93,7 @@ func (n *Node) servePeers(s network.Stream) {
 
 // askPeers asks p which members it is connected to.
 func (n *Node) askPeers(ctx context.Context, p peer.ID) ([]peer.ID, error) {
-	s, err := n.h.NewStream(ctx, p, catalog.SyncProtocol)
+	s, err := n.h.NewStream(network.WithAllowLimitedConn(ctx, "topology"), p, catalog.SyncProtocol)
 	if err != nil {
 		return nil, err
 	}

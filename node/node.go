@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	libp2pmetrics "github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -27,7 +28,6 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
-	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 	"go.opentelemetry.io/otel"
@@ -82,7 +82,10 @@ type Node struct {
 
 	repl    *replicator // replicas placed here (replicate.go)
 	metrics *metrics    // Prometheus registry (metrics.go)
-	tracer  trace.Tracer
+	reach   reachWatch  // what the host learns of its reachability (nat.go)
+	// stopHost stops the reachability watch and closes the host.
+	stopHost func() error
+	tracer   trace.Tracer
 }
 
 // New starts a node: it opens (or creates) the home, listens, joins the
@@ -133,6 +136,13 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		defer n.wg.Done()
 		n.repl.run()
 	}()
+	if len(n.cfg.NAT.Relays) > 0 {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.repunchLoop()
+		}()
+	}
 	n.log.Info("node started", "peer", n.h.ID(), "addrs", n.Addrs())
 	return n, nil
 }
@@ -157,6 +167,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.ProvideTimeout <= 0 {
 		cfg.ProvideTimeout = d.ProvideTimeout
+	}
+	if err := cfg.NAT.check(); err != nil {
+		return cfg, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = d.Logger
@@ -236,7 +249,22 @@ func (n *Node) startHost() (func() error, error) {
 		return nil, err
 	}
 	n.h = h
-	return h.Close, nil
+	sub, err := h.EventBus().Subscribe([]any{new(event.EvtLocalReachabilityChanged), new(event.EvtHostReachableAddrsChanged)})
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("node: reachability events: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.reach.run(sub)
+	}()
+	n.stopHost = func() error {
+		sub.Close()
+		<-done
+		return h.Close()
+	}
+	return n.stopHost, nil
 }
 
 func (n *Node) startDHT() (func() error, error) {
@@ -439,6 +467,8 @@ func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *access.Gater, reg 
 		libp2p.BandwidthReporter(bw),
 	}
 	opts = append(opts, transports...)
+	listening := make(chan struct{})
+	opts = append(opts, cfg.NAT.options(listening)...)
 	opts = append(opts, cfg.Libp2pOptions...)
 	h, err := libp2p.New(opts...)
 	if err != nil {
@@ -450,6 +480,7 @@ func newHost(cfg Config, key crypto.PrivKey, psk pnet.PSK, g *access.Gater, reg 
 		h.Close()
 		return nil, fmt.Errorf("node: listen on %v (is the port in use?): %w", listen, err)
 	}
+	close(listening)
 	return h, nil
 }
 
@@ -469,7 +500,7 @@ func (n *Node) Close() error {
 		n.cancel() // gossipsub and background provides
 		n.wg.Wait()
 		n.acls.Close()
-		errs = append(errs, n.dht.Close(), n.h.Close(), n.db.Close())
+		errs = append(errs, n.dht.Close(), n.stopHost(), n.db.Close())
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
@@ -729,13 +760,7 @@ func (n *Node) Fetches() []transfer.Progress { return n.xfer.Fetches() }
 // DHTPeers is the size of the DHT routing table.
 func (n *Node) DHTPeers() int { return n.dht.RoutingTableSize() }
 
-// Reachability says whether the node listens on a public address; behind
-// NAT, peers outside the LAN reach it only if they can dial in.
-func (n *Node) Reachability() string {
-	for _, a := range n.h.Addrs() {
-		if manet.IsPublicAddr(a) {
-			return "public address"
-		}
-	}
-	return "private addresses only"
-}
+// Reachability is "public" (peers can dial this node), "private"
+// (behind a NAT or firewall) or "unknown" (not found out yet); NAT says
+// more.
+func (n *Node) Reachability() string { return n.NAT().Reachability }

@@ -112,7 +112,7 @@ func (f *fetch) dropLocked(s *session, err error, ban bool) {
 	st := f.stats[s.p]
 	st.Active = false
 	st.Inflight = 0
-	if !f.stopping {
+	if !f.stopping && !errors.Is(err, errMovedDirect) {
 		st.Error = err.Error()
 		f.failures = append(f.failures, fmt.Sprintf("%s: %v", s.p, err))
 		if errors.Is(err, ErrDenied) {
@@ -154,7 +154,7 @@ var errPeerGone = errors.New("peer left or failed (membership)")
 // stall): it is likely still there and still has them (f.mu held).
 func (f *fetch) retryLater(s *session, err error, ban bool) {
 	if ban || s.chunks == 0 || f.attempts[s.p] >= maxAttempts || f.ctx == nil ||
-		errors.Is(err, ErrDenied) || errors.Is(err, errPeerGone) {
+		errors.Is(err, ErrDenied) || errors.Is(err, errPeerGone) || errors.Is(err, errMovedDirect) {
 		return
 	}
 	f.retrying++

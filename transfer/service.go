@@ -176,13 +176,14 @@ type Service struct {
 	pools [bits.UintSize]sync.Pool // chunk buffers by log2 size
 	limit *rate.Limiter            // nil: unlimited upload
 
-	srcAdded   chan struct{} // closed when a source is added
-	seeds      seedViews     // initial seeding: complete roots' views of their swarms
-	pex        pexSet        // peers served per root (peer exchange)
-	denied     atomic.Int64  // streams refused by Config.Authorize
-	counts     counters      // Stats
-	uploads    atomic.Int64  // streams being served
-	fetchSlots chan struct{} // one token per running fetch
+	srcAdded   chan struct{}  // closed when a source is added
+	seeds      seedViews      // initial seeding: complete roots' views of their swarms
+	pex        pexSet         // peers served per root (peer exchange)
+	denied     atomic.Int64   // streams refused by Config.Authorize
+	counts     counters       // Stats
+	uploads    atomic.Int64   // streams being served
+	fetchSlots chan struct{}  // one token per running fetch
+	notifee    *directNotifee // moves relayed sessions to direct connections
 }
 
 // Denied returns how many requests Config.Authorize refused.
@@ -257,6 +258,8 @@ func New(h host.Host, db *bolt.DB, cfg Config) (*Service, error) {
 		s.limit.AllowN(time.Now(), wire.MaxPayload)
 	}
 	h.SetStreamHandler(wire.ProtocolID, s.handleStream)
+	s.notifee = &directNotifee{s: s}
+	h.Network().Notify(s.notifee)
 	return s, nil
 }
 
@@ -274,6 +277,7 @@ func (s *Service) Close() error {
 	}
 	s.mu.Unlock()
 	s.h.RemoveStreamHandler(wire.ProtocolID)
+	s.h.Network().StopNotify(s.notifee)
 	s.cancel()
 	s.wg.Wait()
 	s.mu.Lock()

@@ -248,8 +248,15 @@ func (s *session) run(ctx context.Context) {
 func (s *session) open(ctx context.Context) error {
 	octx, cancel := context.WithTimeout(ctx, s.f.s.cfg.OpenTimeout)
 	defer cancel()
-	st, err := s.f.s.h.NewStream(network.WithAllowLimitedConn(octx, "shoal-xfer"), s.p, wire.ProtocolID)
+	// Not over a limited connection (a relay that bounds data or time
+	// would cut the transfer): libp2p waits for the direct connection
+	// hole punching gives, up to the dial timeout.
+	limited := limitedOnly(s.f.s.h.Network().ConnsToPeer(s.p))
+	st, err := s.f.s.h.NewStream(octx, s.p, wire.ProtocolID)
 	if err != nil {
+		if limited || limitedOnly(s.f.s.h.Network().ConnsToPeer(s.p)) {
+			return fmt.Errorf("%w (%v)", errLimitedRelay, err)
+		}
 		return fmt.Errorf("open stream: %w", err)
 	}
 	s.f.mu.Lock()

@@ -39,6 +39,7 @@ func run(ctx context.Context, args []string) error {
 			gcCommand(),
 			lsCommand(),
 			peersCommand(),
+			connectCommand(),
 			membersCommand(),
 			graphCommand(),
 			dashboardCommand(),

@@ -273,7 +273,9 @@ func statusCommand() *cli.Command {
 		Usage: "show this node: id, network, uptime, shares, transfers, reachability",
 		Description: "JSON: {\"id\", \"network\", \"version\", \"addrs\", \"started\", \"uptime_ns\",\n" +
 			"\"peers\", \"shares\", \"catalog\", \"fetches\", \"dht_peers\", \"members\" (count by\n" +
-			"state), \"reachability\", \"access\": {\"closed\", \"admins\", \"role\", \"role_error\",\n" +
+			"state), \"reachability\", \"nat\": {\"reachability\", \"public_addrs\", \"confirmed_addrs\",\n" +
+			"\"relay_addrs\", \"direct_connections\", \"relayed_connections\", \"relay_service\"},\n" +
+			"\"access\": {\"closed\", \"admins\", \"role\", \"role_error\",\n" +
 			"\"token_expires\", \"revocations\", \"refused_peers\", \"denied_requests\",\n" +
 			"\"rejected_announcements\"}}.",
 		Flags: []cli.Flag{jsonFlag},
@@ -297,7 +299,18 @@ func statusCommand() *cli.Command {
 			}
 			fmt.Fprintf(w, "members:      %d alive, %d suspect, %d dead, %d left\n",
 				st.Members["alive"], st.Members["suspect"], st.Members["dead"], st.Members["left"])
-			fmt.Fprintf(w, "reachability: %s\n", st.Reachable)
+			nat := st.NAT
+			relays := ""
+			if nat.RelayService {
+				relays = "; relays for others"
+			}
+			fmt.Fprintf(w, "reachability: %s; %d direct and %d relayed connections%s\n", nat.Reachability, nat.Direct, nat.Relayed, relays)
+			for _, a := range nat.PublicAddrs {
+				fmt.Fprintf(w, "public:       %s\n", a)
+			}
+			for _, a := range nat.RelayAddrs {
+				fmt.Fprintf(w, "via relay:    %s\n", a)
+			}
 			if a := st.Access; a.Closed {
 				role := a.Role
 				if role == "" {
@@ -351,5 +364,28 @@ func withClient(fn func(*cli.Context, *api.Client) error) cli.ActionFunc {
 		}
 		defer cl.Close()
 		return fn(c, cl)
+	}
+}
+
+func connectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "connect",
+		Usage:     "connect the daemon to a peer",
+		ArgsUsage: "MULTIADDR",
+		Description: "Dials the peer at MULTIADDR (ending in /p2p/<peer id>), such as\n" +
+			"/ip4/203.0.113.7/tcp/4110/p2p/12D3KooW... or, for a peer behind a NAT,\n" +
+			"its address through a relay: <relay address>/p2p-circuit/p2p/12D3KooW...\n" +
+			"(`shoal status` on that peer lists it). Over a relay, hole punching then\n" +
+			"tries to open a direct connection; `shoal peers` shows which it is.",
+		Action: withClient(func(c *cli.Context, cl *api.Client) error {
+			if c.NArg() != 1 {
+				return errors.New("want one multiaddr: shoal connect /ip4/.../tcp/4110/p2p/12D3KooW...")
+			}
+			if err := cl.Connect(c.Context, c.Args().First()); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "connected to %s\n", c.Args().First())
+			return nil
+		}),
 	}
 }

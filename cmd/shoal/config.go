@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	kaddht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/shoalnet/shoal/node"
@@ -44,6 +45,13 @@ type fileConfig struct {
 	StoreQuota   string `toml:"store_quota"`
 	ReplicaGrace string `toml:"replica_grace"`
 	Repairs      int    `toml:"repairs"`
+	// NAT traversal.
+	Relays           []string `toml:"relays"`
+	RelayService     bool     `toml:"relay_service"`
+	RelayMaxData     string   `toml:"relay_max_data"`
+	RelayMaxDuration string   `toml:"relay_max_duration"`
+	NATPortMap       bool     `toml:"nat_portmap"`
+	Reachability     string   `toml:"reachability"`
 }
 
 func defaultFileConfig(network string) fileConfig {
@@ -61,6 +69,8 @@ func defaultFileConfig(network string) fileConfig {
 		StoreQuota:    "0",
 		ReplicaGrace:  "10m",
 		Repairs:       2,
+		Relays:        []string{},
+		RelayMaxData:  "0",
 	}
 }
 
@@ -68,7 +78,8 @@ const configHeader = `# shoal daemon configuration. Flags given to "shoal daemon
 #
 # network       name of the network: gossip topics and the default DHT prefix
 # listen        multiaddrs to listen on (TCP and QUIC, port 4110, by default)
-# bootstrap     multiaddrs (with /p2p/<peer id>) of peers to join through
+# bootstrap     multiaddrs (with /p2p/<peer id>) of peers to join through; "ipfs"
+#               stands for the public IPFS bootstrap peers (with dht_prefix /ipfs)
 # dht_prefix    DHT protocol prefix; empty means /shoal/<network>, /ipfs joins the IPFS DHT
 # mdns          find peers on the LAN by multicast DNS (sends multicast on every interface)
 # log_level     debug, info, warn or error
@@ -93,6 +104,16 @@ const configHeader = `# shoal daemon configuration. Flags given to "shoal daemon
 # replica_grace how long a replica no longer placed here is kept before it is
 #               released (only once the members placed for it hold it)
 # repairs       replicas fetched at once, fewest live copies first
+# relays        multiaddrs (with /p2p/<peer id>) of circuit relays to hold a slot
+#               on when this node is behind a NAT; peers then reach it through
+#               them, and hole punching turns such connections direct
+# relay_service relay for other peers (once this node is publicly reachable)
+# relay_max_data, relay_max_duration
+#               bound each connection relayed through this node ("0": none,
+#               the default); through a bounded relay peers exchange control
+#               messages but transfer only over direct connections
+# nat_portmap   ask the router for a port mapping (UPnP, NAT-PMP; multicasts)
+# reachability  "public" or "private" to say so; empty: found out (AutoNAT)
 
 `
 
@@ -211,6 +232,29 @@ func (c fileConfig) nodeConfig(home string) (node.Config, error) {
 		}
 		cfg.CatalogSyncInterval = d
 	}
+	if cfg.NAT.Relays, err = parsePeers(c.Relays, "relays"); err != nil {
+		return cfg, err
+	}
+	cfg.NAT.RelayService = c.RelayService
+	if c.RelayMaxData != "" {
+		if cfg.NAT.RelayMaxData, err = parseSize(c.RelayMaxData); err != nil {
+			return cfg, fmt.Errorf("relay_max_data: %w", err)
+		}
+	}
+	if c.RelayMaxDuration != "" && c.RelayMaxDuration != "0" {
+		d, err := time.ParseDuration(c.RelayMaxDuration)
+		if err != nil || d < 0 {
+			return cfg, fmt.Errorf("relay_max_duration %q: want a duration such as 2m, or 0 for none", c.RelayMaxDuration)
+		}
+		cfg.NAT.RelayMaxDuration = d
+	}
+	cfg.NAT.PortMap = c.NATPortMap
+	switch c.Reachability {
+	case "", node.ReachPublic, node.ReachPrivate:
+		cfg.NAT.Reachability = c.Reachability
+	default:
+		return cfg, fmt.Errorf("reachability %q: want public, private, or empty to find out", c.Reachability)
+	}
 	cfg.Replication.Storer = c.Storer
 	if c.StoreQuota != "" {
 		q, err := parseSize(c.StoreQuota)
@@ -241,6 +285,10 @@ func (c fileConfig) nodeConfig(home string) (node.Config, error) {
 func parsePeers(addrs []string, what string) ([]peer.AddrInfo, error) {
 	var out []peer.AddrInfo
 	for _, s := range addrs {
+		if s == ipfsBootstrap && what == "bootstrap" {
+			out = append(out, kaddht.GetDefaultBootstrapPeerAddrInfos()...)
+			continue
+		}
 		ai, err := peer.AddrInfoFromString(s)
 		if err != nil {
 			return nil, fmt.Errorf("%s %q: %w (want a multiaddr ending in /p2p/<peer id>)", what, s, err)
@@ -249,6 +297,10 @@ func parsePeers(addrs []string, what string) ([]peer.AddrInfo, error) {
 	}
 	return out, nil
 }
+
+// ipfsBootstrap, as a bootstrap peer, stands for the public IPFS
+// network's bootstrap peers (with dht_prefix /ipfs).
+const ipfsBootstrap = "ipfs"
 
 // parseSize parses a size in bytes: a whole number, optionally followed by
 // a unit: B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB

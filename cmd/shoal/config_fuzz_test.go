@@ -2,6 +2,7 @@ package main
 
 import (
 	"testing"
+	"time"
 )
 
 func FuzzParseConfig(f *testing.F) {
@@ -31,6 +32,11 @@ func TestParseConfigErrors(t *testing.T) {
 		"api_listen = \"nohostport\"\n",
 		"find_timeout = \"-1s\"\n",
 		"network = \n",
+		"reachability = \"sometimes\"\n",
+		"relays = [\"/ip4/1.2.3.4/tcp/1\"]\n", // no /p2p/ part
+		"relay_max_data = \"lots\"\n",
+		"relay_max_duration = \"-2m\"\n",
+		"bootstrap = [\"ipfs2\"]\n",
 	} {
 		c, err := parseConfig([]byte(bad))
 		if err == nil {
@@ -39,5 +45,35 @@ func TestParseConfigErrors(t *testing.T) {
 		if err == nil {
 			t.Errorf("%q: accepted", bad)
 		}
+	}
+}
+
+func TestParseNATConfig(t *testing.T) {
+	const relay = "/ip4/11.0.0.1/tcp/4001/p2p/12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo"
+	c, err := parseConfig([]byte(`relays = ["` + relay + `"]
+relay_service = true
+relay_max_data = "128KiB"
+relay_max_duration = "2m"
+nat_portmap = true
+reachability = "private"
+bootstrap = ["ipfs"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := c.nodeConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nat := cfg.NAT
+	if len(nat.Relays) != 1 || nat.Relays[0].ID.String() != relay[len(relay)-52:] || len(nat.Relays[0].Addrs) != 1 {
+		t.Errorf("relays %v", nat.Relays)
+	}
+	if !nat.RelayService || nat.RelayMaxData != 128<<10 || nat.RelayMaxDuration != 2*time.Minute || !nat.PortMap || nat.Reachability != "private" {
+		t.Errorf("NAT config %+v", nat)
+	}
+	// "ipfs" stands for the public IPFS network's bootstrap peers.
+	if len(cfg.BootstrapPeers) < 4 {
+		t.Errorf("bootstrap \"ipfs\" gave %d peers", len(cfg.BootstrapPeers))
 	}
 }

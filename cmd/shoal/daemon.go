@@ -30,6 +30,12 @@ func daemonCommand() *cli.Command {
 			"--listen /ip4/127.0.0.1/tcp/0 picks a free loopback port, so several\n" +
 			"daemons can run on one machine. SIGINT or SIGTERM leaves the network,\n" +
 			"checkpoints fetches in progress and exits; a second signal exits at once.\n\n" +
+			"Behind a NAT, give it relays (--relay, public peers started with\n" +
+			"--relay-service): it holds a slot on them, peers reach it through them,\n" +
+			"and hole punching turns those connections direct where the NATs allow.\n" +
+			"`shoal status` shows its reachability and its direct and relayed\n" +
+			"connections. --dht-prefix /ipfs --bootstrap ipfs joins the public IPFS\n" +
+			"DHT (private networks stay off it by default).\n\n" +
 			tracingHelp,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Usage: "multiaddr to listen on (repeatable; config: listen)"},
@@ -41,6 +47,11 @@ func daemonCommand() *cli.Command {
 			&cli.Int64Flag{Name: "upload-rate", Usage: "bytes per second sent to all peers together, 0 unlimited (config: upload_rate)"},
 			&cli.BoolFlag{Name: "storer", Usage: "keep replicas for the network (config: storer)"},
 			&cli.StringFlag{Name: "store-quota", Usage: "most the store may hold, such as 500GiB; 0 no quota but the disk (config: store_quota)"},
+			&cli.StringSliceFlag{Name: "relay", Usage: "multiaddr with /p2p/<id> of a circuit relay to hold a slot on when behind a NAT (repeatable; config: relays)"},
+			&cli.BoolFlag{Name: "relay-service", Usage: "relay for peers behind NATs, once publicly reachable (config: relay_service)"},
+			&cli.StringFlag{Name: "relay-max-data", Usage: "bound the data of each connection relayed for others, such as 128KiB; 0 none (config: relay_max_data)"},
+			&cli.BoolFlag{Name: "nat-portmap", Usage: "ask the router for a port mapping by UPnP or NAT-PMP; multicasts on the LAN (config: nat_portmap)"},
+			&cli.StringFlag{Name: "reachability", Usage: "public or private, to say so instead of finding out (config: reachability)"},
 			&cli.StringFlag{Name: "api-listen", Usage: "also serve the API and the content gateway over HTTP on host:port; " +
 				"requests must carry \"Authorization: Bearer <token>\" with the token in <home>/api.token (full control), " +
 				"or the one in <home>/api.read.token (GET only: status, members, content held here) (config: api_listen)"},
@@ -91,6 +102,21 @@ func runDaemon(c *cli.Context) error {
 	}
 	if c.IsSet("store-quota") {
 		fc.StoreQuota = c.String("store-quota")
+	}
+	if c.IsSet("relay") {
+		fc.Relays = c.StringSlice("relay")
+	}
+	if c.IsSet("relay-service") {
+		fc.RelayService = c.Bool("relay-service")
+	}
+	if c.IsSet("relay-max-data") {
+		fc.RelayMaxData = c.String("relay-max-data")
+	}
+	if c.IsSet("nat-portmap") {
+		fc.NATPortMap = c.Bool("nat-portmap")
+	}
+	if c.IsSet("reachability") {
+		fc.Reachability = c.String("reachability")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(orDefault(fc.LogLevel, "info"))); err != nil {

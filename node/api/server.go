@@ -133,9 +133,10 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		ID: s.n.ID().String(), Network: s.n.Network(), Version: s.version,
 		Started: s.n.Started(), Uptime: time.Since(s.n.Started()),
 		Peers:   len(s.n.Peers()),
-		Fetches: s.n.Fetches(), DHTPeers: s.n.DHTPeers(), Reachable: s.n.Reachability(),
+		Fetches: s.n.Fetches(), DHTPeers: s.n.DHTPeers(), NAT: s.n.NAT(),
 		Access: s.n.Access(), APIListen: s.TCPAddr,
 	}
+	st.Reachable = st.NAT.Reachability
 	for _, a := range s.n.Addrs() {
 		st.Addrs = append(st.Addrs, a.String())
 	}

@@ -30,8 +30,9 @@ type Status struct {
 	Catalog   int                  `json:"catalog"`
 	Fetches   []transfer.Progress  `json:"fetches"`
 	DHTPeers  int                  `json:"dht_peers"`
-	Members   map[string]int       `json:"members"` // count by state: alive, suspect, dead, left
-	Reachable string               `json:"reachability"`
+	Members   map[string]int       `json:"members"`      // count by state: alive, suspect, dead, left
+	Reachable string               `json:"reachability"` // public, private or unknown
+	NAT       node.NATStatus       `json:"nat"`
 	Access    node.AccessStatus    `json:"access"`
 	Store     node.StoreStatus     `json:"store"`
 	// UnderReplicated lists the roots with fewer live copies than asked.

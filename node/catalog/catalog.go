@@ -558,7 +558,7 @@ func (c *Catalog) pullSoon(p peer.ID) {
 
 // Sync pulls p's catalog and keeps what is newer. It blocks until done.
 func (c *Catalog) Sync(ctx context.Context, p peer.ID) error {
-	s, err := c.h.NewStream(ctx, p, SyncProtocol)
+	s, err := c.h.NewStream(network.WithAllowLimitedConn(ctx, "catalog sync"), p, SyncProtocol)
 	if err != nil {
 		return err
 	}

@@ -173,7 +173,7 @@ func (m *Membership) pingReq(ctx context.Context, helper, target peer.ID, timeou
 
 // exchange sends one probe message on a new stream and reads the answer.
 func (m *Membership) exchange(ctx context.Context, p peer.ID, req probe) (probe, error) {
-	s, err := m.h.NewStream(ctx, p, ProtocolID)
+	s, err := m.h.NewStream(network.WithAllowLimitedConn(ctx, "membership probe"), p, ProtocolID)
 	if err != nil {
 		return probe{}, err
 	}

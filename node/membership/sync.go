@@ -82,7 +82,7 @@ func (m *Membership) ServeSync(s network.Stream) {
 
 // pushPull exchanges full views with p.
 func (m *Membership) pushPull(ctx context.Context, p peer.ID) error {
-	s, err := m.h.NewStream(ctx, p, SyncProtocol)
+	s, err := m.h.NewStream(network.WithAllowLimitedConn(ctx, "membership sync"), p, SyncProtocol)
 	if err != nil {
 		return err
 	}
