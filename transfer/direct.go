@@ -3,6 +3,7 @@ package transfer
 import (
 	"errors"
 
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -39,35 +40,25 @@ func isRelayed(a ma.Multiaddr) bool {
 	return err == nil
 }
 
-// directNotifee tells the service of direct connections.
-type directNotifee struct {
-	network.NoopNotifiee
-	s *Service
-}
-
-func (d *directNotifee) Connected(_ network.Network, c network.Conn) {
-	if isRelayed(c.RemoteMultiaddr()) {
-		return
-	}
-	s := d.s
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	var fetches []*fetch
-	for _, f := range s.active {
-		fetches = append(fetches, f)
-	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	// Not on the notifier's goroutine: opening a stream may take a while.
-	go func() {
-		defer s.wg.Done()
-		for _, f := range fetches {
-			f.moveDirect(c.RemotePeer())
+// watchDirect moves relayed sessions to each direct connection once it
+// is identified (usable: a stream opened on a connection still being
+// set up waits for it), until sub closes.
+func (s *Service) watchDirect(sub event.Subscription) {
+	for e := range sub.Out() {
+		id, ok := e.(event.EvtPeerIdentificationCompleted)
+		if !ok || id.Conn == nil || isRelayed(id.Conn.RemoteMultiaddr()) {
+			continue
 		}
-	}()
+		s.mu.Lock()
+		var fetches []*fetch
+		for _, f := range s.active {
+			fetches = append(fetches, f)
+		}
+		s.mu.Unlock()
+		for _, f := range fetches {
+			f.moveDirect(id.Peer)
+		}
+	}
 }
 
 // moveDirect ends the session with p if it runs over a relay, and opens
@@ -79,10 +70,16 @@ func (f *fetch) moveDirect(p peer.ID) {
 		f.mu.Unlock()
 		return
 	}
+	// Not starved meanwhile: the new session comes next.
+	f.retrying++
 	f.dropLocked(s, errMovedDirect, false)
 	f.attempts[p]-- // not a failed attempt
 	ctx := f.ctx
 	f.mu.Unlock()
 	f.s.log.Debug("provider now reached directly: session moved off the relay", "root", f.root, "peer", p)
 	f.addPeer(ctx, p)
+	f.mu.Lock()
+	f.retrying--
+	f.checkStarved()
+	f.mu.Unlock()
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -176,14 +177,14 @@ type Service struct {
 	pools [bits.UintSize]sync.Pool // chunk buffers by log2 size
 	limit *rate.Limiter            // nil: unlimited upload
 
-	srcAdded   chan struct{}  // closed when a source is added
-	seeds      seedViews      // initial seeding: complete roots' views of their swarms
-	pex        pexSet         // peers served per root (peer exchange)
-	denied     atomic.Int64   // streams refused by Config.Authorize
-	counts     counters       // Stats
-	uploads    atomic.Int64   // streams being served
-	fetchSlots chan struct{}  // one token per running fetch
-	notifee    *directNotifee // moves relayed sessions to direct connections
+	srcAdded   chan struct{}      // closed when a source is added
+	seeds      seedViews          // initial seeding: complete roots' views of their swarms
+	pex        pexSet             // peers served per root (peer exchange)
+	denied     atomic.Int64       // streams refused by Config.Authorize
+	counts     counters           // Stats
+	uploads    atomic.Int64       // streams being served
+	fetchSlots chan struct{}      // one token per running fetch
+	directSub  event.Subscription // direct connections identified: relayed sessions move there
 }
 
 // Denied returns how many requests Config.Authorize refused.
@@ -258,8 +259,17 @@ func New(h host.Host, db *bolt.DB, cfg Config) (*Service, error) {
 		s.limit.AllowN(time.Now(), wire.MaxPayload)
 	}
 	h.SetStreamHandler(wire.ProtocolID, s.handleStream)
-	s.notifee = &directNotifee{s: s}
-	h.Network().Notify(s.notifee)
+	sub, err := h.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("transfer: identify events: %w", err)
+	}
+	s.directSub = sub
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.watchDirect(sub)
+	}()
 	return s, nil
 }
 
@@ -277,7 +287,7 @@ func (s *Service) Close() error {
 	}
 	s.mu.Unlock()
 	s.h.RemoveStreamHandler(wire.ProtocolID)
-	s.h.Network().StopNotify(s.notifee)
+	s.directSub.Close()
 	s.cancel()
 	s.wg.Wait()
 	s.mu.Lock()
