@@ -43,8 +43,10 @@ type NATConfig struct {
 	// reserves a slot on when it is not publicly reachable; others then
 	// reach it at <relay address>/p2p-circuit/p2p/<this peer>.
 	Relays []peer.AddrInfo
-	// RelayService offers this node as a relay to the network's peers,
-	// once it is publicly reachable (or Reachability is "public").
+	// RelayService offers this node as a relay to the network's peers.
+	// A relay runs on a machine known to be public: unless Reachability
+	// says otherwise, it is taken as "public" (libp2p runs the relay only
+	// on a node it believes public).
 	RelayService bool
 	// RelayMaxData and RelayMaxDuration bound each connection relayed
 	// through this node (data in each direction, time); 0 is no bound.
@@ -131,7 +133,11 @@ func (c NATConfig) options(listening <-chan struct{}) []libp2p.Option {
 	if c.PortMap {
 		opts = append(opts, libp2p.NATPortMap())
 	}
-	switch c.Reachability {
+	reach := c.Reachability
+	if reach == "" && c.RelayService {
+		reach = ReachPublic
+	}
+	switch reach {
 	case ReachPublic:
 		opts = append(opts, libp2p.ForceReachabilityPublic())
 	case ReachPrivate:
@@ -142,9 +148,10 @@ func (c NATConfig) options(listening <-chan struct{}) []libp2p.Option {
 
 // reachWatch keeps what the host learns of its reachability.
 type reachWatch struct {
-	mu        sync.Mutex
-	reach     network.Reachability
-	reachable []ma.Multiaddr // addresses AutoNAT v2 confirmed
+	mu          sync.Mutex
+	reach       network.Reachability
+	reachable   []ma.Multiaddr // addresses AutoNAT v2 confirmed
+	unreachable []ma.Multiaddr // addresses peers could not dial back
 }
 
 // watchReachability follows the host's reachability events until sub
@@ -157,6 +164,7 @@ func (w *reachWatch) run(sub event.Subscription) {
 			w.reach = e.Reachability
 		case event.EvtHostReachableAddrsChanged:
 			w.reachable = slices.Clone(e.Reachable)
+			w.unreachable = slices.Clone(e.Unreachable)
 		}
 		w.mu.Unlock()
 	}
@@ -187,10 +195,15 @@ type NATStatus struct {
 func (n *Node) NAT() NATStatus {
 	n.reach.mu.Lock()
 	st := NATStatus{Reachability: "unknown", RelayService: n.cfg.NAT.RelayService}
-	switch n.reach.reach {
-	case network.ReachabilityPublic:
+	switch {
+	case n.reach.reach == network.ReachabilityPublic:
 		st.Reachability = ReachPublic
-	case network.ReachabilityPrivate:
+	case n.reach.reach == network.ReachabilityPrivate:
+		st.Reachability = ReachPrivate
+	// Else what AutoNAT v2 found, address by address.
+	case len(n.reach.reachable) > 0:
+		st.Reachability = ReachPublic
+	case len(n.reach.unreachable) > 0:
 		st.Reachability = ReachPrivate
 	}
 	for _, a := range n.reach.reachable {

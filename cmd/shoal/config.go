@@ -107,7 +107,8 @@ const configHeader = `# shoal daemon configuration. Flags given to "shoal daemon
 # relays        multiaddrs (with /p2p/<peer id>) of circuit relays to hold a slot
 #               on when this node is behind a NAT; peers then reach it through
 #               them, and hole punching turns such connections direct
-# relay_service relay for other peers (once this node is publicly reachable)
+# relay_service relay for other peers (the node is taken to be public unless
+#               reachability says otherwise)
 # relay_max_data, relay_max_duration
 #               bound each connection relayed through this node ("0": none,
 #               the default); through a bounded relay peers exchange control

@@ -48,7 +48,7 @@ func daemonCommand() *cli.Command {
 			&cli.BoolFlag{Name: "storer", Usage: "keep replicas for the network (config: storer)"},
 			&cli.StringFlag{Name: "store-quota", Usage: "most the store may hold, such as 500GiB; 0 no quota but the disk (config: store_quota)"},
 			&cli.StringSliceFlag{Name: "relay", Usage: "multiaddr with /p2p/<id> of a circuit relay to hold a slot on when behind a NAT (repeatable; config: relays)"},
-			&cli.BoolFlag{Name: "relay-service", Usage: "relay for peers behind NATs, once publicly reachable (config: relay_service)"},
+			&cli.BoolFlag{Name: "relay-service", Usage: "relay for peers behind NATs; the node is taken to be public unless --reachability says otherwise (config: relay_service)"},
 			&cli.StringFlag{Name: "relay-max-data", Usage: "bound the data of each connection relayed for others, such as 128KiB; 0 none (config: relay_max_data)"},
 			&cli.BoolFlag{Name: "nat-portmap", Usage: "ask the router for a port mapping by UPnP or NAT-PMP; multicasts on the LAN (config: nat_portmap)"},
 			&cli.StringFlag{Name: "reachability", Usage: "public or private, to say so instead of finding out (config: reachability)"},

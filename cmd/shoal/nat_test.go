@@ -180,7 +180,7 @@ func TestNATTraversal(t *testing.T) {
 			}
 			homeR, homeA, homeB := t.TempDir(), t.TempDir(), t.TempDir()
 			relayID := startDaemonIn(t, n.pub, homeR, append([]string{"--listen", "/ip4/" + relayIP + "/tcp/4001",
-				"--listen", "/ip4/" + relayIP + "/udp/4001/quic-v1", "--relay-service", "--reachability", "public"}, c.relayArgs...)...)
+				"--listen", "/ip4/" + relayIP + "/udp/4001/quic-v1", "--relay-service"}, c.relayArgs...)...)
 			relay := "/ip4/" + relayIP + "/tcp/4001/p2p/" + relayID
 			for i, home := range []string{homeA, homeB} {
 				startDaemonIn(t, n.hosts[i], home, "--listen", "/ip4/0.0.0.0/tcp/4001", "--listen", "/ip4/0.0.0.0/udp/4001/quic-v1",
