@@ -45,7 +45,7 @@ func newMetrics() *metrics {
 			Help: "Changes of members' states seen by this node, by the new state.",
 		}, []string{"state"}),
 		bw:     libp2pmetrics.NewBandwidthCounter(),
-		gossip: &gossipCounts{msgs: make(map[[2]string]int64)},
+		gossip: newGossipCounts(),
 	}
 	m.reg.MustRegister(m.fetchTime, m.transitions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -194,32 +194,26 @@ const maxGossipTopics = 16
 type gossipCounts struct {
 	mu                        sync.Mutex
 	msgs                      map[[2]string]int64 // topic, outcome
+	topics                    map[string]bool     // the topics counted by name
 	rpcIn, rpcOut, rpcDropped atomic.Int64
-	topics                    int
+}
+
+func newGossipCounts() *gossipCounts {
+	return &gossipCounts{msgs: make(map[[2]string]int64), topics: make(map[string]bool)}
 }
 
 func (g *gossipCounts) count(msg *pubsub.Message, result string) {
 	topic := msg.GetTopic()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	k := [2]string{topic, result}
-	if _, ok := g.msgs[k]; !ok {
-		known := false
-		for o := range g.msgs {
-			if o[0] == topic {
-				known = true
-				break
-			}
-		}
-		if !known {
-			if g.topics >= maxGossipTopics {
-				k[0] = "other"
-			} else {
-				g.topics++
-			}
+	if !g.topics[topic] {
+		if len(g.topics) >= maxGossipTopics {
+			topic = "other"
+		} else {
+			g.topics[topic] = true
 		}
 	}
-	g.msgs[k]++
+	g.msgs[[2]string{topic, result}]++
 }
 
 func (g *gossipCounts) collect(ch chan<- prometheus.Metric) {

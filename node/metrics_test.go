@@ -134,7 +134,7 @@ func TestMetricsCountAFetch(t *testing.T) {
 // Gossip messages are counted by topic and outcome, with a bounded
 // number of topics.
 func TestGossipCounts(t *testing.T) {
-	g := &gossipCounts{msgs: make(map[[2]string]int64)}
+	g := newGossipCounts()
 	msg := func(topic string) *pubsub.Message {
 		return &pubsub.Message{Message: &pb.Message{Topic: &topic}}
 	}

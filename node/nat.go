@@ -154,8 +154,7 @@ type reachWatch struct {
 	unreachable []ma.Multiaddr // addresses peers could not dial back
 }
 
-// watchReachability follows the host's reachability events until sub
-// closes.
+// run follows the host's reachability events until sub closes.
 func (w *reachWatch) run(sub event.Subscription) {
 	for e := range sub.Out() {
 		w.mu.Lock()

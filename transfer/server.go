@@ -477,18 +477,13 @@ func (s *Service) answer(ctx context.Context, w *wire.Writer, src *source, req r
 	var err error
 	if stream {
 		err = s.sendWhole(ctx, w, src, i, *buf, stop)
+	} else if ok, perr := s.pace(ctx, w, len(*buf)); !ok {
+		end(perr)
+		return perr // nil when the service is closing
 	} else {
-		var ok bool
-		if ok, err = s.pace(ctx, w, len(*buf)); ok {
-			err = w.Write(&wire.Msg{Type: wire.TChunk, Index: req.id}, *buf)
-		} else if err == nil {
-			err = ErrClosed
-		}
+		err = w.Write(&wire.Msg{Type: wire.TChunk, Index: req.id}, *buf)
 	}
 	end(err)
-	if err == ErrClosed {
-		return nil
-	}
 	if err == nil {
 		s.counts.served(len(*buf))
 	}
