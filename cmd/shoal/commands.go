@@ -379,7 +379,7 @@ func connectCommand() *cli.Command {
 			"tries to open a direct connection; `shoal peers` shows which it is.",
 		Action: withClient(func(c *cli.Context, cl *api.Client) error {
 			if c.NArg() != 1 {
-				return errors.New("want one multiaddr: shoal connect /ip4/.../tcp/4110/p2p/12D3KooW...")
+				return errors.New("want one multiaddr, such as /ip4/203.0.113.7/tcp/4110/p2p/<peer id>")
 			}
 			if err := cl.Connect(c.Context, c.Args().First()); err != nil {
 				return err
