@@ -90,6 +90,8 @@ func TestDashboard(t *testing.T) {
 	}
 	poll("three members, alive", `document.querySelectorAll("#members tbody tr").length === 3 &&
 		document.querySelectorAll("#members .state.alive").length === 3`)
+	poll("the node's reachability and connections", `document.querySelector("#summary").textContent.includes("reachability") &&
+		document.querySelector("#summary").textContent.includes("relayed connections")`)
 	poll("a topology of three nodes, each connected to the two others",
 		`document.querySelectorAll("#topology g.member[data-state=alive]").length === 3 &&
 		 document.querySelectorAll("#topology line").length === 3`)

@@ -69,6 +69,10 @@ function drawStatus(st) {
     ["fetches", (st.fetches || []).length], ["below their copies", (st.under_replicated || []).length],
   ];
   if (st.store && st.store.storer) cards.push(["store", bytes(st.store.used) + (st.store.quota ? " of " + bytes(st.store.quota) : "")]);
+  if (st.nat) {
+    cards.push(["reachability", st.nat.reachability]);
+    cards.push(["relayed connections", `${st.nat.relayed_connections} of ${st.nat.direct_connections + st.nat.relayed_connections}`]);
+  }
   $("#summary").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card" }, el("b", {}, v), k)));
   drawTransfers(st.fetches || []);
 }
