@@ -62,6 +62,10 @@ type NATConfig struct {
 	Reachability string
 }
 
+// RelayBufferSize is the relay service's copy buffer per direction of a
+// circuit.
+const RelayBufferSize = 64 << 10
+
 // Reachability values.
 const (
 	ReachPublic  = "public"
@@ -119,6 +123,10 @@ func (c NATConfig) options(listening <-chan struct{}) []libp2p.Option {
 	if c.RelayService {
 		res := relayv2.DefaultResources()
 		res.Limit = nil // no bound: transfers may cross
+		// Relayed chunks are copied in pieces of BufferSize: libp2p's
+		// 2 KiB halves what a relay carries (BENCHMARKS.md), at 64 KiB
+		// each circuit holds 128 KiB.
+		res.BufferSize = RelayBufferSize
 		if c.RelayMaxData > 0 || c.RelayMaxDuration > 0 {
 			res.Limit = &relayv2.RelayLimit{Data: c.RelayMaxData, Duration: c.RelayMaxDuration}
 			if res.Limit.Data == 0 {

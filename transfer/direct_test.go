@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ import (
 )
 
 // serviceOn is a Service on h.
-func serviceOn(t *testing.T, h host.Host, set func(*Config)) *Service {
+func serviceOn(t testing.TB, h host.Host, set func(*Config)) *Service {
 	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"), 0o600, nil)
 	if err != nil {
@@ -40,7 +41,7 @@ func serviceOn(t *testing.T, h host.Host, set func(*Config)) *Service {
 	return s
 }
 
-func newHost(t *testing.T, opts ...libp2p.Option) host.Host {
+func newHost(t testing.TB, opts ...libp2p.Option) host.Host {
 	t.Helper()
 	h, err := libp2p.New(append([]libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0")}, opts...)...)
 	if err != nil {
@@ -152,5 +153,78 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// BenchmarkFetchPath fetches 64 MiB over loopback from a provider reached
+// directly and from one reached only through a relay (circuit v2, no
+// bounds) on the same machine: the relay's cost is the ratio of the two.
+//
+//	go test -run '^$' -bench FetchPath -count 5 ./transfer
+func BenchmarkFetchPath(b *testing.B) {
+	for _, relayed := range []bool{false, true} {
+		name := "direct"
+		if relayed {
+			name = "relayed"
+		}
+		b.Run(name, func(b *testing.B) {
+			res := relayv2.DefaultResources()
+			res.Limit = nil
+			res.BufferSize = 64 << 10 // as node.RelayBufferSize
+			relay := newHost(b, libp2p.EnableRelayService(relayv2.WithResources(res)), libp2p.ForceReachabilityPublic())
+			seedHost := newHost(b, libp2p.EnableRelay(), libp2p.ForceReachabilityPrivate())
+			fetchHost := newHost(b, libp2p.EnableRelay())
+			ctx := context.Background()
+			addr := peer.AddrInfo{ID: seedHost.ID(), Addrs: seedHost.Addrs()}
+			if relayed {
+				relayInfo := peer.AddrInfo{ID: relay.ID(), Addrs: relay.Addrs()}
+				if err := seedHost.Connect(ctx, relayInfo); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := client.Reserve(ctx, seedHost, relayInfo); err != nil {
+					b.Fatal(err)
+				}
+				circuit, err := ma.NewMultiaddr(relay.Addrs()[0].String() + "/p2p/" + relay.ID().String() + "/p2p-circuit")
+				if err != nil {
+					b.Fatal(err)
+				}
+				addr.Addrs = []ma.Multiaddr{circuit}
+			}
+			if err := fetchHost.Connect(ctx, addr); err != nil {
+				b.Fatal(err)
+			}
+			seed := serviceOn(b, seedHost, func(*Config) {})
+			fetcher := serviceOn(b, fetchHost, func(*Config) {})
+			const size = 64 << 20
+			path := filepath.Join(b.TempDir(), "data")
+			if err := os.WriteFile(path, randomBytes(size, 5), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			rec, err := seed.Share(ctx, path, ShareOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			dir := b.TempDir()
+			b.SetBytes(size)
+			b.ResetTimer()
+			for i := range b.N {
+				dst := filepath.Join(dir, strconv.Itoa(i))
+				_, err := fetcher.Fetch(ctx, rec.Root, dst, FetchOptions{Peers: []peer.ID{seedHost.ID()}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				for _, c := range fetchHost.Network().ConnsToPeer(seedHost.ID()) {
+					if isRelayed(c.RemoteMultiaddr()) != relayed {
+						b.Fatalf("connection %s, want relayed %v", c.RemoteMultiaddr(), relayed)
+					}
+				}
+				if err := fetcher.Unshare(rec.Root); err != nil {
+					b.Fatal(err)
+				}
+				os.Remove(dst)
+				b.StartTimer()
+			}
+		})
 	}
 }
