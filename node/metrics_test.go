@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/shoalnet/shoal/node/catalog"
 	"github.com/shoalnet/shoal/transfer/wire"
 )
 
@@ -170,3 +171,26 @@ type collectorFunc func(chan<- prometheus.Metric)
 
 func (f collectorFunc) Describe(chan<- *prometheus.Desc)    {}
 func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
+
+// An announcement made just after a peer joined the catalog's topic
+// reaches it by gossip (anti-entropy is kept out of the way), and is
+// counted as delivered.
+func TestAnnouncementReachesNewPeer(t *testing.T) {
+	noSync := func(c *Config) { c.CatalogSyncInterval = time.Hour }
+	a, b := newTestNode(t, noSync), newTestNode(t, noSync)
+	connect(t, b, a)
+	topic := catalog.Topic("default")
+	waitFor(t, 10*time.Second, "b in a's catalog topic", func() bool {
+		return slices.Contains(a.ps.ListPeers(topic), b.ID())
+	})
+	root, err := a.Share(context.Background(), randomFile(t, t.TempDir(), "late.bin", 10), ShareOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the announcement in b's catalog", func() bool {
+		return slices.Contains(b.cat.Holders(root), a.ID())
+	})
+	if got, _ := metricValue(t, b.Metrics(), "shoal_gossip_messages_total", topic+",delivered"); got < 1 {
+		t.Errorf("%v catalog messages delivered to b", got)
+	}
+}

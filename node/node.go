@@ -289,6 +289,13 @@ func (n *Node) startGossip() (func() error, error) {
 	ps, err := pubsub.NewGossipSub(n.ctx, n.h,
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithMaxMessageSize(1<<20),
+		// A node's own messages go to every peer in the topic, not only
+		// to its mesh: gossipsub grafts new peers on its 1 s heartbeat,
+		// and a message published before that never reached them (gossip
+		// about it goes to peers outside the mesh only). An announcement
+		// made just after two peers connected was lost to the other until
+		// the catalog's next pull. Own messages are few and small.
+		pubsub.WithFloodPublish(true),
 		pubsub.WithDiscovery(n.dht.Discovery()),
 		// In a closed network only peers that presented a valid token
 		// join the meshes.
