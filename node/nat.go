@@ -123,8 +123,8 @@ func (c NATConfig) options(listening <-chan struct{}) []libp2p.Option {
 	if c.RelayService {
 		res := relayv2.DefaultResources()
 		res.Limit = nil // no bound: transfers may cross
-		// Relayed chunks are copied in pieces of BufferSize: libp2p's
-		// 2 KiB halves what a relay carries (BENCHMARKS.md), at 64 KiB
+		// Relayed chunks are copied in pieces of BufferSize: with libp2p's
+		// 2 KiB a relay carried a third less (BENCHMARKS.md); at 64 KiB
 		// each circuit holds 128 KiB.
 		res.BufferSize = RelayBufferSize
 		if c.RelayMaxData > 0 || c.RelayMaxDuration > 0 {
