@@ -40,6 +40,16 @@
 // ciphertext; FetchDecrypted and OpenDecrypted read it with the key.
 // Fetch, Open and Content refuse an encrypted share with ErrSealed.
 //
+// Reaching peers behind NATs (nat.go): Config.NAT gives relays to hold a
+// slot on, offers this node as a relay, and maps ports; hole punching
+// turns relayed connections direct, and NAT reports how the node is
+// reached. Transfers never cross a relay that bounds what it relays.
+//
+// Seeing the cluster: Metrics is a Prometheus registry (metrics.go),
+// Topology the graph of who is connected to whom (graph.go), and
+// Config.TracerProvider records a fetch as one OpenTelemetry trace across
+// the peers that serve it.
+//
 // The home directory holds the identity key (identity.key, mode 0600), the
 // state database (state.db), the store and, for the daemon, config.toml
 // and api.sock.
