@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -195,35 +194,11 @@ func BenchmarkFetchPath(b *testing.B) {
 			}
 			seed := serviceOn(b, seedHost, func(*Config) {})
 			fetcher := serviceOn(b, fetchHost, func(*Config) {})
-			const size = 64 << 20
-			path := filepath.Join(b.TempDir(), "data")
-			if err := os.WriteFile(path, randomBytes(size, 5), 0o644); err != nil {
-				b.Fatal(err)
-			}
-			rec, err := seed.Share(ctx, path, ShareOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			dir := b.TempDir()
-			b.SetBytes(size)
-			b.ResetTimer()
-			for i := range b.N {
-				dst := filepath.Join(dir, strconv.Itoa(i))
-				_, err := fetcher.Fetch(ctx, rec.Root, dst, FetchOptions{Peers: []peer.ID{seedHost.ID()}})
-				if err != nil {
-					b.Fatal(err)
+			benchFetches(b, seed, fetcher, seedHost.ID())
+			for _, c := range fetchHost.Network().ConnsToPeer(seedHost.ID()) {
+				if isRelayed(c.RemoteMultiaddr()) != relayed {
+					b.Fatalf("connection %s, want relayed %v", c.RemoteMultiaddr(), relayed)
 				}
-				b.StopTimer()
-				for _, c := range fetchHost.Network().ConnsToPeer(seedHost.ID()) {
-					if isRelayed(c.RemoteMultiaddr()) != relayed {
-						b.Fatalf("connection %s, want relayed %v", c.RemoteMultiaddr(), relayed)
-					}
-				}
-				if err := fetcher.Unshare(rec.Root); err != nil {
-					b.Fatal(err)
-				}
-				os.Remove(dst)
-				b.StartTimer()
 			}
 		})
 	}

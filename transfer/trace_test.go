@@ -37,18 +37,18 @@ func attrOf(s tracetest.SpanStub, k attribute.Key) attribute.Value {
 	return attribute.Value{}
 }
 
-// A traced fetch is one trace across both peers: every chunk request is
-// a span of the fetcher's, and the serving peer records its answer to it
-// as a child span, with the disk read and the send under that.
-func TestTraceAcrossPeers(t *testing.T) {
-	seed, seedSpans, seedInfo := tracedService(t, sdktrace.AlwaysSample())
-	fetcher, fetchSpans, _ := tracedService(t, sdktrace.AlwaysSample())
+// tracedFetch shares chunks chunks on a seed and fetches them, each
+// service tracing with its own sampler; both are closed when it returns,
+// so every span has ended and been exported.
+func tracedFetch(t *testing.T, seedSampler, fetchSampler sdktrace.Sampler, chunks int) (seedSpans, fetchSpans *tracetest.InMemoryExporter, seedID peer.ID) {
+	t.Helper()
+	seed, seedSpans, seedInfo := tracedService(t, seedSampler)
+	fetcher, fetchSpans, _ := tracedService(t, fetchSampler)
 	if err := fetcher.h.Connect(context.Background(), seedInfo); err != nil {
 		t.Fatal(err)
 	}
-	const chunks = 4
 	path := filepath.Join(t.TempDir(), "data")
-	if err := os.WriteFile(path, randomBytes(chunks*manifest.MinChunkSize, 3), 0o644); err != nil {
+	if err := os.WriteFile(path, randomBytes(chunks*manifest.MinChunkSize, uint64(chunks)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -63,6 +63,15 @@ func TestTraceAcrossPeers(t *testing.T) {
 	// Every span ends before its service's Close returns.
 	fetcher.Close()
 	seed.Close()
+	return seedSpans, fetchSpans, seedInfo.ID
+}
+
+// A traced fetch is one trace across both peers: every chunk request is
+// a span of the fetcher's, and the serving peer records its answer to it
+// as a child span, with the disk read and the send under that.
+func TestTraceAcrossPeers(t *testing.T) {
+	const chunks = 4
+	seedSpans, fetchSpans, seedID := tracedFetch(t, sdktrace.AlwaysSample(), sdktrace.AlwaysSample(), chunks)
 
 	byName := func(spans tracetest.SpanStubs) map[string][]tracetest.SpanStub {
 		m := map[string][]tracetest.SpanStub{}
@@ -85,8 +94,8 @@ func TestTraceAcrossPeers(t *testing.T) {
 		if s.SpanContext.TraceID() != tid || s.Parent.SpanID() != root.SpanID() {
 			t.Errorf("chunk span %s is not under the fetch's span", s.SpanContext.SpanID())
 		}
-		if got := attrOf(s, attrPeer).AsString(); got != seedInfo.ID.String() {
-			t.Errorf("chunk span's peer %q, want %s", got, seedInfo.ID)
+		if got := attrOf(s, attrPeer).AsString(); got != seedID.String() {
+			t.Errorf("chunk span's peer %q, want %s", got, seedID)
 		}
 		requests[s.SpanContext.SpanID()] = attrOf(s, attrChunk).AsInt64()
 	}
@@ -149,26 +158,7 @@ func TestTraceAcrossPeers(t *testing.T) {
 // A fetch that is not sampled sends no trace context: the serving peer,
 // tracing everything it is asked to, records nothing.
 func TestTraceOffSendsNothing(t *testing.T) {
-	seed, seedSpans, seedInfo := tracedService(t, sdktrace.AlwaysSample())
-	fetcher, fetchSpans, _ := tracedService(t, sdktrace.NeverSample())
-	if err := fetcher.h.Connect(context.Background(), seedInfo); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "data")
-	if err := os.WriteFile(path, randomBytes(3*manifest.MinChunkSize, 4), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rec, err := seed.Share(ctx, path, ShareOptions{Build: manifest.BuildOptions{ChunkSize: manifest.MinChunkSize}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fetcher.Fetch(ctx, rec.Root, filepath.Join(t.TempDir(), "copy"), FetchOptions{Peers: []peer.ID{seedInfo.ID}}); err != nil {
-		t.Fatal(err)
-	}
-	fetcher.Close()
-	seed.Close()
+	seedSpans, fetchSpans, _ := tracedFetch(t, sdktrace.AlwaysSample(), sdktrace.NeverSample(), 3)
 	if n := len(fetchSpans.GetSpans()); n != 0 {
 		t.Errorf("an unsampled fetch exported %d spans", n)
 	}
@@ -201,31 +191,37 @@ func BenchmarkFetchTracing(b *testing.B) {
 			if err := fetchHost.Connect(context.Background(), peer.AddrInfo{ID: seedHost.ID(), Addrs: seedHost.Addrs()}); err != nil {
 				b.Fatal(err)
 			}
-			const size = 64 << 20
-			path := filepath.Join(b.TempDir(), "data")
-			if err := os.WriteFile(path, randomBytes(size, 9), 0o644); err != nil {
-				b.Fatal(err)
-			}
-			rec, err := seed.Share(context.Background(), path, ShareOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			dir := b.TempDir()
-			b.SetBytes(size)
-			b.ResetTimer()
-			for i := range b.N {
-				dst := filepath.Join(dir, strconv.Itoa(i))
-				if _, err := fetcher.Fetch(context.Background(), rec.Root, dst, FetchOptions{Peers: []peer.ID{seedHost.ID()}}); err != nil {
-					b.Fatal(err)
-				}
-				b.StopTimer()
-				// Forget the copy, so that the next fetch fetches again.
-				if err := fetcher.Unshare(rec.Root); err != nil {
-					b.Fatal(err)
-				}
-				os.Remove(dst)
-				b.StartTimer()
-			}
+			benchFetches(b, seed, fetcher, seedHost.ID())
 		})
+	}
+}
+
+// benchFetches shares 64 MiB on seed and has fetcher fetch it b.N times,
+// forgetting each copy (untimed) so that the next fetch fetches again.
+func benchFetches(b *testing.B, seed, fetcher *Service, seedID peer.ID) {
+	const size = 64 << 20
+	path := filepath.Join(b.TempDir(), "data")
+	if err := os.WriteFile(path, randomBytes(size, 9), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	rec, err := seed.Share(ctx, path, ShareOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	b.SetBytes(size)
+	b.ResetTimer()
+	for i := range b.N {
+		dst := filepath.Join(dir, strconv.Itoa(i))
+		if _, err := fetcher.Fetch(ctx, rec.Root, dst, FetchOptions{Peers: []peer.ID{seedID}}); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := fetcher.Unshare(rec.Root); err != nil {
+			b.Fatal(err)
+		}
+		os.Remove(dst)
+		b.StartTimer()
 	}
 }

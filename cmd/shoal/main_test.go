@@ -74,6 +74,16 @@ func startDaemonEnv(t *testing.T, home string, env []string, args ...string) (*e
 	t.Helper()
 	cmd := exec.Command(shoalBinary(t), append([]string{"--home", home, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--log-level", "warn"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
+	_, addr, rest := startDaemonCmd(t, cmd)
+	return cmd, addr, rest
+}
+
+// startDaemonCmd starts cmd, a `shoal daemon`, and returns the peer ID
+// and the first address it prints once it listens; rest yields what it
+// printed on stdout after that, once it exits. The daemon is killed when
+// the test ends.
+func startDaemonCmd(t *testing.T, cmd *exec.Cmd) (id, addr string, rest <-chan string) {
+	t.Helper()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -86,21 +96,24 @@ func startDaemonEnv(t *testing.T, home string, env []string, args ...string) (*e
 	sc := bufio.NewScanner(out)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "peer "); ok {
+			id = v
+		}
 		if addr, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-			rest := make(chan string, 1)
+			ch := make(chan string, 1)
 			go func() {
 				var b strings.Builder
 				for sc.Scan() {
 					b.WriteString(sc.Text())
 					b.WriteByte('\n')
 				}
-				rest <- b.String()
+				ch <- b.String()
 			}()
-			return cmd, addr, rest
+			return id, addr, ch
 		}
 	}
 	t.Fatal("daemon printed no address")
-	return nil, "", nil
+	return "", "", nil
 }
 
 func TestDaemonStartsJoinsAndStops(t *testing.T) {

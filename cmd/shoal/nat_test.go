@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -105,31 +104,8 @@ func (n natNet) blockDirect(t *testing.T) {
 func startDaemonIn(t *testing.T, ns, home string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, shoalBinary(t), "--home", home, "daemon", "--log-level", "warn"}, args...)...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	sc := bufio.NewScanner(out)
-	id := ""
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "peer "); ok {
-			id = v
-		}
-		if strings.HasPrefix(sc.Text(), "listening on ") {
-			go func() {
-				for sc.Scan() {
-				}
-			}()
-			return id
-		}
-	}
-	t.Fatal("daemon printed no address")
-	return ""
+	id, _, _ := startDaemonCmd(t, cmd)
+	return id
 }
 
 // natStatus is the part of `shoal status --json` about reachability.

@@ -160,10 +160,13 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 }
 
 // rootParam parses the {root} of a request's path.
-func rootParam(r *http.Request) (cid.Cid, error) {
-	root, err := cid.Decode(r.PathValue("root"))
+func rootParam(r *http.Request) (cid.Cid, error) { return parseRoot(r.PathValue("root")) }
+
+// parseRoot parses a CID a request names.
+func parseRoot(s string) (cid.Cid, error) {
+	root, err := cid.Decode(s)
 	if err != nil {
-		return cid.Undef, fmt.Errorf("%w: malformed CID %q: %v", ErrBadRequest, r.PathValue("root"), err)
+		return cid.Undef, fmt.Errorf("%w: malformed CID %q: %v", ErrBadRequest, s, err)
 	}
 	return root, nil
 }
@@ -174,9 +177,9 @@ func (s *Server) pin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	root, err := cid.Decode(req.Root)
+	root, err := parseRoot(req.Root)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: malformed CID %q: %v", ErrBadRequest, req.Root, err))
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	if err := s.n.Pin(r.Context(), root, req.Replicas); err != nil {
@@ -411,9 +414,9 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	root, err := cid.Decode(req.Root)
+	root, err := parseRoot(req.Root)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: malformed CID %q: %v", ErrBadRequest, req.Root, err))
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	if err := node.CheckRoot(root); err != nil {
