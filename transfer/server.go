@@ -398,7 +398,7 @@ func (s *Service) serveWriter(ctx context.Context, w *wire.Writer, src *source, 
 				}
 			}
 			stop := q.begin(req)
-			actx, end := s.serveSpan(ctx, req, src.root.String(), p)
+			actx, end := s.serveSpan(ctx, req, src.root, p)
 			err := s.answer(actx, w, src, req, stop)
 			end(err)
 			cancelled := q.end()

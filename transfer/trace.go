@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -128,17 +129,21 @@ func endChunkSpan(span trace.Span, err error, duplicate bool) {
 // serveSpan begins the serving side's span of req, a child of the
 // fetcher's span it carries; ctx is returned as is (and end does
 // nothing) when it carries none.
-func (s *Service) serveSpan(ctx context.Context, req request, root string, p peer.ID) (context.Context, func(error)) {
-	t, name := req.trace, "shoal.serve_chunk"
-	attrs := []attribute.KeyValue{attrRoot.String(root), attrPeer.String(p.String())}
+func (s *Service) serveSpan(ctx context.Context, req request, root cid.Cid, p peer.ID) (context.Context, func(error)) {
+	t := req.trace
 	if req.block {
-		t, name = req.c.Trace, "shoal.serve_block"
+		t = req.c.Trace
+	}
+	if !t.Valid() {
+		return ctx, noEnd // the common case: nothing to make, on every request
+	}
+	name := "shoal.serve_chunk"
+	attrs := []attribute.KeyValue{attrRoot.String(root.String()), attrPeer.String(p.String())}
+	if req.block {
+		name = "shoal.serve_block"
 		attrs = append(attrs, attribute.String("shoal.block", req.c.CID.String()))
 	} else {
 		attrs = append(attrs, attrChunk.Int64(int64(req.id)))
-	}
-	if !t.Valid() {
-		return ctx, noEnd
 	}
 	ctx, span := s.tracer.Start(trace.ContextWithRemoteSpanContext(ctx, fromWire(t)), name,
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))

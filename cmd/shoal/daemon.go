@@ -128,7 +128,7 @@ func runDaemon(c *cli.Context) error {
 		return err
 	}
 	cfg.Logger = log
-	flushTraces, err := setTracing(c.Context, &cfg, home, c.App.Writer)
+	flushTraces, err := setTracing(c.Context, &cfg, home, c.App.Writer, c.App.ErrWriter)
 	if err != nil {
 		return err
 	}

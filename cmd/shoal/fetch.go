@@ -173,7 +173,7 @@ func inProcessNode(c *cli.Context) (*node.Node, func(), error) {
 	cfg.DHTClientMode = true
 	cfg.MDNS = false
 	cfg.Logger = slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelError}))
-	flush, err := setTracing(c.Context, &cfg, home, c.App.ErrWriter)
+	flush, err := setTracing(c.Context, &cfg, home, c.App.ErrWriter, c.App.ErrWriter)
 	if err != nil {
 		return nil, nil, err
 	}

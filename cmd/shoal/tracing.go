@@ -32,10 +32,11 @@ const tracingHelp = "Tracing (OpenTelemetry) is off unless the standard variable
 	"trace across the peers that serve it."
 
 // tracing makes the tracer provider the OTEL_* variables ask for (getenv
-// reads them), or nil when tracing is off. shutdown flushes and stops it.
+// reads them), or nil when tracing is off; attrs, asked only when it is
+// on, describe this node. shutdown flushes and stops it.
 // Unlike the specification's default (otlp), no exporter is set up unless
 // asked for: a daemon does not send spans to localhost:4318 unbidden.
-func tracing(ctx context.Context, getenv func(string) string, stdout io.Writer, attrs ...attribute.KeyValue) (tp trace.TracerProvider, shutdown func(context.Context) error, err error) {
+func tracing(ctx context.Context, getenv func(string) string, stdout io.Writer, attrs func() ([]attribute.KeyValue, error)) (tp trace.TracerProvider, shutdown func(context.Context) error, err error) {
 	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
 		return nil, nil, nil
 	}
@@ -73,10 +74,14 @@ func tracing(ctx context.Context, getenv func(string) string, stdout io.Writer, 
 	if len(opts) == 0 {
 		return nil, nil, nil
 	}
+	own, err := attrs()
+	if err != nil {
+		return nil, nil, err
+	}
 	// The variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) win
 	// over shoal's own attributes.
 	res, err := resource.New(ctx,
-		resource.WithAttributes(append([]attribute.KeyValue{attribute.String("service.name", "shoal")}, attrs...)...),
+		resource.WithAttributes(append([]attribute.KeyValue{attribute.String("service.name", "shoal")}, own...)...),
 		resource.WithFromEnv(), resource.WithTelemetrySDK(), resource.WithHost())
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
 		return nil, nil, fmt.Errorf("tracing resource: %w", err)
@@ -89,20 +94,21 @@ func tracing(ctx context.Context, getenv func(string) string, stdout io.Writer, 
 
 // setTracing sets cfg's tracer provider from the process's environment
 // for the node on home (its peer ID names the service instance); the
-// function returned flushes the spans left, after the node is closed.
-// Console spans go to console.
-func setTracing(ctx context.Context, cfg *node.Config, home string, console io.Writer) (flush func(), err error) {
+// function returned flushes the spans left, after the node is closed, and
+// says on errOut if that fails. Console spans go to console.
+func setTracing(ctx context.Context, cfg *node.Config, home string, console, errOut io.Writer) (flush func(), err error) {
 	flush = func() {}
-	key, _, err := node.LoadOrCreateIdentity(home)
-	if err != nil {
-		return flush, err
-	}
-	id, err := peer.IDFromPrivateKey(key)
-	if err != nil {
-		return flush, err
-	}
-	tp, shutdown, err := tracing(ctx, os.Getenv, console,
-		attribute.String("service.instance.id", id.String()), attribute.String("service.version", version))
+	tp, shutdown, err := tracing(ctx, os.Getenv, console, func() ([]attribute.KeyValue, error) {
+		key, _, err := node.LoadOrCreateIdentity(home)
+		if err != nil {
+			return nil, err
+		}
+		id, err := peer.IDFromPrivateKey(key)
+		if err != nil {
+			return nil, err
+		}
+		return []attribute.KeyValue{attribute.String("service.instance.id", id.String()), attribute.String("service.version", version)}, nil
+	})
 	if err != nil || tp == nil {
 		return flush, err
 	}
@@ -110,6 +116,8 @@ func setTracing(ctx context.Context, cfg *node.Config, home string, console io.W
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = shutdown(ctx)
+		if err := shutdown(ctx); err != nil {
+			fmt.Fprintf(errOut, "shoal: tracing: the last spans were not exported: %v\n", err)
+		}
 	}, nil
 }

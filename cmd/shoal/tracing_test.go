@@ -43,7 +43,11 @@ func TestTracingFromEnv(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out bytes.Buffer
-			tp, shutdown, err := tracing(ctx, env(c.env...), &out, attribute.String("service.instance.id", "test"))
+			asked := false
+			tp, shutdown, err := tracing(ctx, env(c.env...), &out, func() ([]attribute.KeyValue, error) {
+				asked = true
+				return []attribute.KeyValue{attribute.String("service.instance.id", "test")}, nil
+			})
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("error %v, want one saying %q", err, c.err)
@@ -55,6 +59,9 @@ func TestTracingFromEnv(t *testing.T) {
 			}
 			if (tp != nil) != c.on {
 				t.Fatalf("tracing on: %v, want %v", tp != nil, c.on)
+			}
+			if asked != c.on {
+				t.Errorf("the node's attributes were asked for: %v, with tracing on: %v", asked, c.on)
 			}
 			if tp == nil {
 				return

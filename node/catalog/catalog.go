@@ -139,50 +139,53 @@ func New(h host.Host, ps *pubsub.PubSub, db *bolt.DB, key crypto.PrivKey, cfg Co
 		c.pullSoon(conn.RemotePeer())
 	}}
 	h.Network().Notify(c.notify)
-	c.wg.Add(3)
+	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		c.receive()
 	}()
-	go func() {
-		defer c.wg.Done()
-		c.reannounceLoop()
-	}()
-	go func() {
-		defer c.wg.Done()
-		c.syncLoop()
-	}()
+	c.every(c.cfg.ReannounceInterval, c.reannounce)
+	c.every(c.cfg.SyncInterval, c.syncOnce)
 	return c, nil
 }
 
-// syncLoop pulls one random peer's catalog every SyncInterval: gossip
-// may drop an announcement (a peer that was not yet subscribed, a full
-// queue), and this repairs it without waiting for the next reannounce.
-func (c *Catalog) syncLoop() {
-	t := time.NewTicker(c.cfg.SyncInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
+// every runs fn every d until the catalog closes.
+func (c *Catalog) every(d time.Duration, fn func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-t.C:
+				fn()
+			}
 		}
-		var peers []peer.ID
-		if c.cfg.SyncPeers != nil {
-			peers = c.cfg.SyncPeers()
-		} else {
-			peers = c.h.Network().Peers()
-		}
-		peers = slices.DeleteFunc(peers, func(p peer.ID) bool { return p == c.h.ID() })
-		if len(peers) == 0 {
-			continue
-		}
-		p := peers[rand.IntN(len(peers))]
-		ctx, cancel := context.WithTimeout(c.ctx, min(c.cfg.SyncInterval, 30*time.Second))
-		if err := c.Sync(ctx, p); err != nil {
-			c.log.Debug("catalog: anti-entropy sync", "peer", p, "err", err)
-		}
-		cancel()
+	}()
+}
+
+// syncOnce pulls one random peer's catalog (every SyncInterval): gossip
+// may drop an announcement (a full queue, a peer cut off for a while),
+// and this repairs it without waiting for the next reannounce.
+func (c *Catalog) syncOnce() {
+	var peers []peer.ID
+	if c.cfg.SyncPeers != nil {
+		peers = c.cfg.SyncPeers()
+	} else {
+		peers = c.h.Network().Peers()
+	}
+	peers = slices.DeleteFunc(peers, func(p peer.ID) bool { return p == c.h.ID() })
+	if len(peers) == 0 {
+		return
+	}
+	p := peers[rand.IntN(len(peers))]
+	ctx, cancel := context.WithTimeout(c.ctx, min(c.cfg.SyncInterval, 30*time.Second))
+	defer cancel()
+	if err := c.Sync(ctx, p); err != nil {
+		c.log.Debug("catalog: anti-entropy sync", "peer", p, "err", err)
 	}
 }
 
@@ -512,27 +515,20 @@ func (c *Catalog) current(root cid.Cid) []Entry {
 	return slices.DeleteFunc(out, func(e Entry) bool { return !c.stillAdmitted(e) })
 }
 
-func (c *Catalog) reannounceLoop() {
-	t := time.NewTicker(c.cfg.ReannounceInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
-		}
-		all, _, err := c.all()
-		if err != nil {
+// reannounce publishes this node's standing announcements again (every
+// ReannounceInterval), with a fresh time.
+func (c *Catalog) reannounce() {
+	all, _, err := c.all()
+	if err != nil {
+		return
+	}
+	for _, e := range all {
+		if e.Publisher != c.h.ID() || e.Removed {
 			continue
 		}
-		for _, e := range all {
-			if e.Publisher != c.h.ID() || e.Removed {
-				continue
-			}
-			e.Time = time.Now().UTC()
-			if err := c.Announce(c.ctx, e); err != nil && c.ctx.Err() == nil {
-				c.log.Debug("catalog: re-announce", "root", e.Root, "err", err)
-			}
+		e.Time = time.Now().UTC()
+		if err := c.Announce(c.ctx, e); err != nil && c.ctx.Err() == nil {
+			c.log.Debug("catalog: re-announce", "root", e.Root, "err", err)
 		}
 	}
 }
